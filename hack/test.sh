@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The one test command. On a fresh machine of this kind it installs what is missing, brings up
+# the real test environment (its own instance, under target/testenv-test), runs fmt, clippy and
+# every test, and always tears the environment down, even on failure.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Debian packages the tests use: openssl and curl (testenv), lua5.4 (Argo CD health check).
+APT_PACKAGES=(openssl curl lua5.4)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+hack/testenv.sh install
+
+# A private instance, so a developer's own `hack/testenv.sh up` is neither reused nor stopped.
+export VCO_TESTENV_DIR="$ROOT/target/testenv-test"
+trap 'hack/testenv.sh down || true' EXIT
+hack/testenv.sh up
+# shellcheck disable=SC1091
+source "$VCO_TESTENV_DIR/env"
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --no-fail-fast

@@ -1,0 +1,122 @@
+//! Shared support for tests that run against the real test environment (`hack/testenv.sh up`):
+//! clients for the kube-apiserver and the SSM emulator, and a fresh namespace per test.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::PathBuf;
+
+use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// Where the test environment is: read from the environment variables that
+/// `target/testenv/env` exports, or from that file when they are not set.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    /// Path of the admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Endpoint of the SSM emulator.
+    pub ssm_endpoint: String,
+    /// PATH with the environment's kubectl and helm first.
+    pub path: String,
+}
+
+const HOW: &str = "the test environment is not available: run `hack/testenv.sh up` and \
+                   `source target/testenv/env` (or run everything with `hack/test.sh`)";
+
+impl TestEnv {
+    /// Finds the environment, or fails the test saying how to start it.
+    pub fn get() -> TestEnv {
+        let from_env = (std::env::var("KUBECONFIG"), std::env::var("AWS_ENDPOINT_URL_SSM"));
+        let (kubeconfig, ssm_endpoint, bin) = match from_env {
+            (Ok(k), Ok(s)) => (k, s, std::env::var("VCO_TESTENV_BIN").unwrap_or_default()),
+            _ => Self::from_file().unwrap_or_else(|| panic!("{HOW}")),
+        };
+        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+        TestEnv {
+            kubeconfig: PathBuf::from(kubeconfig),
+            ssm_endpoint,
+            path,
+        }
+    }
+
+    fn from_file() -> Option<(String, String, String)> {
+        let dir = std::env::var("VCO_TESTENV_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv")
+        });
+        let text = std::fs::read_to_string(dir.join("env")).ok()?;
+        let var = |name: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(&format!("export {name}='"))
+                    .and_then(|v| v.strip_suffix('\''))
+                    .map(str::to_owned)
+            })
+        };
+        Some((var("KUBECONFIG")?, var("AWS_ENDPOINT_URL_SSM")?, var("VCO_TESTENV_BIN")?))
+    }
+
+    /// A kube client with the admin (system:masters) identity.
+    pub async fn kube(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("{HOW}: cannot read {:?}: {e}", self.kubeconfig));
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is valid");
+        Client::try_from(config).expect("kube client")
+    }
+
+    /// An SSM client for the emulator, configured as the operator's would be by environment.
+    pub async fn ssm(&self) -> aws_sdk_ssm::Client {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .endpoint_url(&self.ssm_endpoint)
+            .load()
+            .await;
+        aws_sdk_ssm::Client::new(&config)
+    }
+
+    /// The environment variables a child process (kubectl, helm, the operator) needs.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KUBECONFIG", self.kubeconfig.display().to_string()),
+            ("AWS_ENDPOINT_URL_SSM", self.ssm_endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("PATH", self.path.clone()),
+        ]
+    }
+
+    /// A `std::process::Command` for PROGRAM with the environment's variables.
+    pub fn command(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        cmd.envs(self.child_env());
+        cmd
+    }
+}
+
+/// A short random suffix for names that must not collide between parallel tests.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..8])
+}
+
+/// Creates a fresh namespace for one test and returns its name.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}

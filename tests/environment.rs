@@ -1,0 +1,80 @@
+//! The test environment itself works: a real kube-apiserver and the SSM emulator answer.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ssm::types::ParameterType;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+use common::{TestEnv, namespace, unique};
+
+#[tokio::test]
+async fn kube_apiserver_stores_and_returns_a_secret() {
+    let env = TestEnv::get();
+    let client = env.kube().await;
+    let ns = namespace(&client, "env").await;
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("probe".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "key".to_owned(),
+            ByteString(b"value-1".to_vec()),
+        )])),
+        ..Default::default()
+    };
+    secrets.create(&PostParams::default(), &secret).await.expect("create secret");
+
+    let read = secrets.get("probe").await.expect("read secret back");
+    let data = read.data.expect("secret has data");
+    assert_eq!(data["key"].0, b"value-1");
+    assert!(read.metadata.uid.is_some(), "the API server assigned a uid");
+}
+
+#[tokio::test]
+async fn ssm_emulator_stores_and_decrypts_a_secure_string() {
+    let env = TestEnv::get();
+    let ssm = env.ssm().await;
+    let name = format!("/testenv/{}", unique("probe"));
+    ssm.put_parameter()
+        .name(&name)
+        .value("s3cr3t-value")
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+
+    let got = ssm
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("get parameter");
+    let parameter = got.parameter.expect("parameter returned");
+    assert_eq!(parameter.value.as_deref(), Some("s3cr3t-value"));
+    assert_eq!(parameter.r#type, Some(ParameterType::SecureString));
+    assert_eq!(parameter.version, 1);
+}
+
+#[tokio::test]
+async fn kube_apiserver_enforces_rbac_for_unprivileged_users() {
+    let env = TestEnv::get();
+    let out = env
+        .command("kubectl")
+        .args(["auth", "can-i", "list", "secrets", "--as=nobody", "-A"])
+        .output()
+        .expect("run kubectl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no",
+        "RBAC must deny an unbound user (stderr: {})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
