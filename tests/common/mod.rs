@@ -28,7 +28,10 @@ const HOW: &str = "the test environment is not available: run `hack/testenv.sh u
 impl TestEnv {
     /// Finds the environment, or fails the test saying how to start it.
     pub fn get() -> TestEnv {
-        let from_env = (std::env::var("KUBECONFIG"), std::env::var("AWS_ENDPOINT_URL_SSM"));
+        let from_env = (
+            std::env::var("KUBECONFIG"),
+            std::env::var("AWS_ENDPOINT_URL_SSM"),
+        );
         let (kubeconfig, ssm_endpoint, bin) = match from_env {
             (Ok(k), Ok(s)) => (k, s, std::env::var("VCO_TESTENV_BIN").unwrap_or_default()),
             _ => Self::from_file().unwrap_or_else(|| panic!("{HOW}")),
@@ -42,9 +45,9 @@ impl TestEnv {
     }
 
     fn from_file() -> Option<(String, String, String)> {
-        let dir = std::env::var("VCO_TESTENV_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv")
-        });
+        let dir = std::env::var("VCO_TESTENV_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv"));
         let text = std::fs::read_to_string(dir.join("env")).ok()?;
         let var = |name: &str| {
             text.lines().find_map(|l| {
@@ -53,7 +56,11 @@ impl TestEnv {
                     .map(str::to_owned)
             })
         };
-        Some((var("KUBECONFIG")?, var("AWS_ENDPOINT_URL_SSM")?, var("VCO_TESTENV_BIN")?))
+        Some((
+            var("KUBECONFIG")?,
+            var("AWS_ENDPOINT_URL_SSM")?,
+            var("VCO_TESTENV_BIN")?,
+        ))
     }
 
     /// A kube client with the admin (system:masters) identity.
@@ -119,4 +126,49 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .await
         .expect("create namespace");
     name
+}
+
+/// Installs (server-side applies) the CRD from the Rust types and waits until it is Established.
+/// Safe to call from many tests at once.
+pub async fn install_crd(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+    use vault_connection_operator::api::VaultConnection;
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = VaultConnection::crd();
+    let name = crd.metadata.name.clone().expect("crd has a name");
+    crds.patch(
+        &name,
+        &PatchParams::apply("vco-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established within 30s")
+    .expect("watch CRD");
+}
+
+/// Runs a command to completion and returns (success, stdout, stderr).
+pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

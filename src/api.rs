@@ -1,0 +1,312 @@
+//! The `VaultConnection` API (`vaultconnections.io/v1alpha1`): the types users write and read.
+//!
+//! Doc comments on these types become `kubectl explain` text, so they are written for users.
+//! Limits are enforced twice: here in the schema (so admission rejects bad specs) and again in
+//! [`crate::validation`] (defence in depth, and for credentials, which admission never sees).
+
+// Each `printcolumn(...)` repeats `type_ = "string"`; clippy reads those as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "vaultconnections.io";
+/// Finalizer that guards removal of the SSM parameter.
+pub const FINALIZER: &str = "vaultconnections.io/cleanup";
+/// Label a Secret must carry (with value `"true"`) before the operator reads it.
+pub const CREDENTIALS_LABEL: &str = "vaultconnections.io/credentials";
+/// Namespace label that selects the namespace's tier.
+pub const TIER_LABEL: &str = "vaultconnections.io/tier";
+
+/// The desired connection: which provider, where its credentials are, and how to store them.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vaultconnections.io",
+    version = "v1alpha1",
+    kind = "VaultConnection",
+    plural = "vaultconnections",
+    namespaced,
+    status = "VaultConnectionStatus",
+    shortname = "vc",
+    shortname = "vaultconn",
+    category = "all",
+    doc = "Connects a team to an external vault provider (1Password, Doppler or Infisical). The operator validates the spec and the credentials in the referenced Secret, stores them in AWS SSM Parameter Store as an encrypted SecureString, keeps that parameter in step with the Secret, and removes it on delete.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.vaultType"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Parameter",
+        type_ = "string",
+        json_path = ".status.parameter.name"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("self.vaultType != 'doppler' || has(self.doppler)")
+        .message("spec.doppler is required when spec.vaultType is doppler")
+        .field_path(".doppler")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.doppler) || self.vaultType == 'doppler'")
+        .message("spec.doppler must be absent unless spec.vaultType is doppler")
+        .field_path(".doppler")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.vaultType != 'infisical' || has(self.infisical)")
+        .message("spec.infisical is required when spec.vaultType is infisical")
+        .field_path(".infisical")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.infisical) || self.vaultType == 'infisical'")
+        .message("spec.infisical must be absent unless spec.vaultType is infisical")
+        .field_path(".infisical")
+        .reason(Reason::FieldValueForbidden),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultConnectionSpec {
+    /// The vault provider: `onepassword` (service-account access token), `doppler` (service
+    /// token, project and config) or `infisical` (Universal Auth machine identity).
+    pub vault_type: VaultType,
+
+    /// Human-readable name of the connection, 1 to 255 characters. Defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub display_name: Option<String>,
+
+    /// Free-text description of the connection, at most 2000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub description: Option<String>,
+
+    /// The Secret in the same namespace that holds the credentials. The Secret must carry the
+    /// label `vaultconnections.io/credentials: "true"`; the operator never reads other Secrets.
+    pub credentials_secret_ref: CredentialsSecretRef,
+
+    /// Doppler settings. Required when vaultType is doppler, and must be absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doppler: Option<DopplerSpec>,
+
+    /// Infisical settings. Required when vaultType is infisical, and must be absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infisical: Option<InfisicalSpec>,
+
+    /// Options for the SSM parameter that holds the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm: Option<SsmSpec>,
+
+    /// What happens to the SSM parameter when this resource is deleted: `Delete` (default)
+    /// removes it, `Retain` leaves it in place.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The external vault provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultType {
+    /// 1Password, with a service-account access token (`ops_...`).
+    #[serde(rename = "onepassword")]
+    OnePassword,
+    /// Doppler, with a service token (`dp.st....`) scoped to a project and config.
+    Doppler,
+    /// Infisical, with a Universal Auth machine identity (client id and client secret).
+    Infisical,
+}
+
+impl VaultType {
+    /// The name used in the API and in the SSM document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultType::OnePassword => "onepassword",
+            VaultType::Doppler => "doppler",
+            VaultType::Infisical => "infisical",
+        }
+    }
+}
+
+/// Reference to the credentials Secret, in the connection's own namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Name of the Secret, in the same namespace as this VaultConnection.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Which keys of the Secret hold which credential. Each defaults to the provider API's own
+    /// name: access_token, client_id, client_secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<CredentialKeys>,
+}
+
+/// Names of the Secret keys that hold each credential.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialKeys {
+    /// Key holding the access token (onepassword, doppler). Default: access_token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub access_token: Option<String>,
+
+    /// Key holding the Universal Auth client id (infisical). Default: client_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub client_id: Option<String>,
+
+    /// Key holding the Universal Auth client secret (infisical). Default: client_secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub client_secret: Option<String>,
+}
+
+/// Default Secret key for the access token.
+pub const DEFAULT_ACCESS_TOKEN_KEY: &str = "access_token";
+/// Default Secret key for the client id.
+pub const DEFAULT_CLIENT_ID_KEY: &str = "client_id";
+/// Default Secret key for the client secret.
+pub const DEFAULT_CLIENT_SECRET_KEY: &str = "client_secret";
+
+impl CredentialsSecretRef {
+    /// The Secret key holding the access token.
+    pub fn access_token_key(&self) -> &str {
+        self.keys
+            .as_ref()
+            .and_then(|k| k.access_token.as_deref())
+            .unwrap_or(DEFAULT_ACCESS_TOKEN_KEY)
+    }
+
+    /// The Secret key holding the client id.
+    pub fn client_id_key(&self) -> &str {
+        self.keys
+            .as_ref()
+            .and_then(|k| k.client_id.as_deref())
+            .unwrap_or(DEFAULT_CLIENT_ID_KEY)
+    }
+
+    /// The Secret key holding the client secret.
+    pub fn client_secret_key(&self) -> &str {
+        self.keys
+            .as_ref()
+            .and_then(|k| k.client_secret.as_deref())
+            .unwrap_or(DEFAULT_CLIENT_SECRET_KEY)
+    }
+}
+
+/// Doppler project and config the service token belongs to.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DopplerSpec {
+    /// Doppler project name, 1 to 255 characters.
+    #[schemars(length(min = 1, max = 255))]
+    pub project: String,
+
+    /// Doppler config (environment branch) name, 1 to 255 characters.
+    #[schemars(length(min = 1, max = 255))]
+    pub config: String,
+}
+
+/// Infisical project, environment and path the machine identity reads.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InfisicalSpec {
+    /// Infisical project id, 1 to 255 characters.
+    #[schemars(length(min = 1, max = 255))]
+    pub project_id: String,
+
+    /// Infisical environment slug (for example `prod`), 1 to 100 characters, without
+    /// whitespace or `/`.
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"^[^\s/]+$"))]
+    pub environment: String,
+
+    /// Folder path of the secrets in the environment, at most 500 characters. Default: `/`.
+    /// A leading `/` is added if missing.
+    #[serde(default = "default_secret_path")]
+    #[schemars(length(max = 500))]
+    pub secret_path: String,
+}
+
+fn default_secret_path() -> String {
+    "/".to_owned()
+}
+
+/// Options for the SSM parameter.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SsmSpec {
+    /// KMS key (id, ARN, alias name or alias ARN) that encrypts the SecureString. Default: the
+    /// operator's configured key, else the AWS managed key `alias/aws/ssm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+}
+
+/// What happens to the SSM parameter when the VaultConnection is deleted.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Delete the SSM parameter.
+    #[default]
+    Delete,
+    /// Leave the SSM parameter in place.
+    Retain,
+}
+
+/// Observed state of a VaultConnection. Never contains a credential value.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultConnectionStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` (the parameter holds the current credentials), `Valid` (spec and credentials
+    /// pass validation) and `Synced` (the last write or check of the parameter succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The SSM parameter that holds the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<ParameterStatus>,
+
+    /// When the parameter was last written or confirmed up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}
+
+/// The SSM parameter as last written or verified by the operator.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterStatus {
+    /// Full parameter name: {prefix}/{cluster}/{namespace}/{name}.
+    pub name: String,
+    /// Parameter version in SSM.
+    pub version: i64,
+    /// Parameter tier: Standard or Advanced.
+    pub tier: String,
+    /// KMS key the value was encrypted with, as requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+/// The CustomResourceDefinition as YAML, exactly as committed in `crds/vaultconnections.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let header = "# Generated by `vault-connection-operator crd`; do not edit. Regenerate with hack/gen-crds.sh.\n";
+    // Serialising a CRD (plain data) to YAML cannot fail.
+    let body = serde_yaml::to_string(&VaultConnection::crd()).unwrap_or_default();
+    format!("{header}{body}")
+}

@@ -1,0 +1,10 @@
+//! vault-connection-operator: stores vault-provider credentials from Kubernetes Secrets in AWS
+//! SSM Parameter Store, driven by namespaced `VaultConnection` resources.
+//!
+//! The pure core ([`validation`], [`document`]) decides; the shell (controller, SSM client)
+//! reads and writes.
+
+pub mod api;
+pub mod document;
+pub mod manifests;
+pub mod validation;

@@ -1,0 +1,134 @@
+//! `vault-connection-operator validate`: exit codes and one line per problem, never a value.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::repo;
+
+fn validate(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
+        .current_dir(repo())
+        .arg("validate")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn examples_are_clean() {
+    let (code, out, err) = validate(&["-f", "examples/"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("checked 3 VaultConnection(s)"), "{err}");
+}
+
+#[test]
+fn invalid_examples_give_exactly_their_expected_lines() {
+    let (code, out, _) = validate(&["-f", "examples/invalid/"]);
+    assert_eq!(code, Some(1));
+    let lines: Vec<&str> = out.lines().collect();
+    let mut expected_total = 0;
+    for entry in std::fs::read_dir(repo().join("examples/invalid"))
+        .unwrap()
+        .flatten()
+    {
+        let path = format!("examples/invalid/{}", entry.file_name().to_string_lossy());
+        let text = std::fs::read_to_string(repo().join(&path)).unwrap();
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expects.is_empty(), "{path} has no '# expect:' line");
+        let mine: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("{path}:")))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            expects.len(),
+            "{path}: got {mine:?}, expected {expects:?}"
+        );
+        for e in expects {
+            let want = format!("{path}:{e}");
+            assert!(
+                mine.iter().any(|l| l.starts_with(&want)),
+                "{path}: no line starts with {want:?} in {mine:?}"
+            );
+            expected_total += 1;
+        }
+    }
+    assert_eq!(lines.len(), expected_total, "unexpected extra lines: {out}");
+}
+
+#[test]
+fn malformed_yaml_exits_2_with_its_location() {
+    let dir = std::env::temp_dir().join(common::unique("vco-validate"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: [Secret\nmetadata: {}\n").unwrap();
+    let (code, _, err) = validate(&["-f", file.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("broken.yaml:3:"),
+        "error names file and line: {err}"
+    );
+}
+
+#[test]
+fn stdin_is_read_with_dash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
+        .args(["validate", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let text = std::fs::read(repo().join("examples/invalid/missing-key.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("<stdin>:1: Secret/creds[access_token]: key is missing")
+    );
+}
+
+#[test]
+fn no_output_contains_a_credential_value() {
+    let (_, out, err) = validate(&["-f", "examples/invalid/", "-f", "examples/"]);
+    for dir in ["examples", "examples/invalid"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            // Every stringData value in the inputs is a credential: none may be printed.
+            for value in text.lines().filter_map(|l| {
+                l.trim()
+                    .strip_prefix("access_token: ")
+                    .or_else(|| l.trim().strip_prefix("client_secret: "))
+                    .or_else(|| l.trim().strip_prefix("client_id: "))
+                    .or_else(|| l.trim().strip_prefix("token: "))
+            }) {
+                let value = value.trim_matches('\'');
+                assert!(
+                    !out.contains(value) && !err.contains(value),
+                    "a value from {:?} was printed",
+                    entry.path()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let (code, _, err) = validate(&["-f", "does/not/exist.yaml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does/not/exist.yaml: cannot read"), "{err}");
+}
