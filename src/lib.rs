@@ -5,6 +5,14 @@
 //! reads and writes.
 
 pub mod api;
+pub mod backoff;
+pub mod config;
+pub mod controller;
 pub mod document;
 pub mod manifests;
+pub mod metrics;
+pub mod run;
+pub mod ssm;
+pub mod status;
+pub mod tiers;
 pub mod validation;

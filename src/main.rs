@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster in KUBECONFIG or the in-cluster config.
-    Run,
+    Run(Box<vault_connection_operator::config::RunArgs>),
     /// Print the VaultConnection CustomResourceDefinition as YAML.
     Crd,
     /// Check VaultConnection manifests (and their Secrets) offline, for CI and GitOps pipelines.
@@ -35,16 +35,39 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let name = match cli.command {
+    match cli.command {
         Command::Crd => {
             print!("{}", vault_connection_operator::api::crd_yaml());
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Command::Validate { files, recursive } => return validate(&files, recursive),
-        Command::Run => "run",
+        Command::Validate { files, recursive } => validate(&files, recursive),
+        Command::Run(args) => run(*args),
+    }
+}
+
+fn run(args: vault_connection_operator::config::RunArgs) -> ExitCode {
+    use vault_connection_operator::run;
+    if let Err(e) = args
+        .check()
+        .and_then(|()| run::init_logging(args.log_format, &args.log_level))
+    {
+        eprintln!("vault-connection-operator run: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vault-connection-operator run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    eprintln!("vault-connection-operator {name}: not implemented yet");
-    ExitCode::FAILURE
+    match runtime.block_on(run::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "operator failed");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn validate(files: &[std::path::PathBuf], recursive: bool) -> ExitCode {

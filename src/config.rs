@@ -1,0 +1,106 @@
+//! The `run` command's settings: every flag can also be set by environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::document::{DocumentError, check_prefix};
+use crate::tiers::TierLimits;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Settings of `vault-connection-operator run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Prefix of every SSM parameter name: {prefix}/{cluster}/{namespace}/{name}.
+    #[arg(long, env = "VCO_SSM_PREFIX", default_value = "/vault-connections")]
+    pub ssm_prefix: String,
+
+    /// Name of this cluster in parameter names and tags.
+    #[arg(long, env = "VCO_CLUSTER_NAME", default_value = "default")]
+    pub cluster_name: String,
+
+    /// KMS key for connections that set none (default: the AWS managed key alias/aws/ssm).
+    #[arg(long, env = "VCO_DEFAULT_KMS_KEY_ID")]
+    pub default_kms_key_id: Option<String>,
+
+    /// Namespaces to watch, comma-separated (default: all namespaces).
+    #[arg(long, env = "VCO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Connections reconciled at once.
+    #[arg(long, env = "VCO_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// How often each parameter is checked for out-of-band changes (jittered ±10%).
+    #[arg(long, env = "VCO_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub drift_check_interval: Duration,
+
+    /// Most SSM PutParameter calls per second (AWS's default quota is 3).
+    #[arg(long, env = "VCO_SSM_WRITE_RATE", default_value_t = 3.0)]
+    pub ssm_write_rate: f64,
+
+    /// Connection limit of each tier, e.g. free=1,team=10,enterprise=unlimited.
+    #[arg(
+        long,
+        env = "VCO_TIER_LIMITS",
+        default_value = "free=1,team=10,enterprise=unlimited"
+    )]
+    pub tier_limits: TierLimits,
+
+    /// Tier of namespaces without a vaultconnections.io/tier label (or with an unknown one).
+    #[arg(long, env = "VCO_DEFAULT_TIER", default_value = "team")]
+    pub default_tier: String,
+
+    /// Log format.
+    #[arg(long, env = "VCO_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter directive.
+    #[arg(long, env = "VCO_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "VCO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+}
+
+impl RunArgs {
+    /// Checks the settings together; the error names the flag and the rule.
+    pub fn check(&self) -> Result<(), String> {
+        check_prefix(&self.ssm_prefix).map_err(|e| format!("--ssm-prefix: {e}"))?;
+        crate::document::parameter_name(&self.ssm_prefix, &self.cluster_name, "ns", "name")
+            .map_err(|e: DocumentError| format!("--cluster-name: {e}"))?;
+        if !self.tier_limits.contains(&self.default_tier) {
+            return Err(format!(
+                "--default-tier: {:?} is not one of the tiers in --tier-limits ({})",
+                self.default_tier, self.tier_limits
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency: must be at least 1".into());
+        }
+        if !self.ssm_write_rate.is_finite() || self.ssm_write_rate <= 0.0 {
+            return Err("--ssm-write-rate: must be a positive number of writes per second".into());
+        }
+        if self.drift_check_interval < Duration::from_secs(1) {
+            return Err("--drift-check-interval: must be at least 1s".into());
+        }
+        Ok(())
+    }
+
+    /// The namespaces to watch; empty means all.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+}

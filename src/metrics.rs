@@ -1,0 +1,209 @@
+//! Prometheus metrics and the HTTP endpoints `/metrics`, `/healthz` and `/readyz`.
+//! Labels are operation names, outcomes and condition reasons — never names of Secrets or
+//! values.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SsmLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    condition: &'static str,
+    status: String,
+    reason: String,
+}
+
+/// The operator's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    ssm_calls: Family<SsmLabels, Counter>,
+    reconciles: Family<ReasonLabels, Counter>,
+    reconcile_errors: Family<ReasonLabels, Counter>,
+    reconcile_duration: Histogram,
+    connections: Family<ConditionLabels, Gauge>,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vault_connection_operator");
+        let ssm_calls = Family::<SsmLabels, Counter>::default();
+        registry.register(
+            "ssm_calls",
+            "SSM API calls by operation and outcome",
+            ssm_calls.clone(),
+        );
+        let reconciles = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by resulting Ready reason",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by reason",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
+        let connections = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "VaultConnections by Ready condition status and reason",
+            connections.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                ssm_calls,
+                reconciles,
+                reconcile_errors,
+                reconcile_duration,
+                connections,
+                ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Counts one SSM call.
+    pub fn ssm_call(&self, operation: &'static str, outcome: &'static str) {
+        self.inner
+            .ssm_calls
+            .get_or_create(&SsmLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Counts one reconcile and its duration; `error` is the reason when it failed.
+    pub fn reconciled(&self, reason: &str, error: bool, took: Duration) {
+        let labels = ReasonLabels {
+            reason: reason.to_owned(),
+        };
+        self.inner.reconciles.get_or_create(&labels).inc();
+        if error {
+            self.inner.reconcile_errors.get_or_create(&labels).inc();
+        }
+        self.inner.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Replaces the connection counts by (Ready status, reason).
+    pub fn set_connections<'a>(&self, ready: impl Iterator<Item = (&'a str, &'a str)>) {
+        self.inner.connections.clear();
+        for (status, reason) in ready {
+            self.inner
+                .connections
+                .get_or_create(&ConditionLabels {
+                    condition: "Ready",
+                    status: status.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Marks the operator ready (caches synced, leadership settled) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is dropped.
+    /// `before_scrape` refreshes gauges computed from caches.
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        before_scrape: Arc<dyn Fn() + Send + Sync>,
+    ) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let metrics = self.clone();
+            let before_scrape = before_scrape.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let metrics = metrics.clone();
+                    let before_scrape = before_scrape.clone();
+                    async move { Ok::<_, Infallible>(metrics.answer(req.uri().path(), &*before_scrape)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    fn answer(
+        &self,
+        path: &str,
+        before_scrape: &(dyn Fn() + Send + Sync),
+    ) -> Response<Full<Bytes>> {
+        let (status, body) = match path {
+            "/metrics" => {
+                before_scrape();
+                (StatusCode::OK, self.encode())
+            }
+            "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+            "/readyz" if self.is_ready() => (StatusCode::OK, "ready\n".to_owned()),
+            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response
+    }
+}

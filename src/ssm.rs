@@ -1,0 +1,368 @@
+//! The thin SSM shell: the few Parameter Store calls the operator makes, with errors classified
+//! by AWS error code (AWS's message text is never passed on), `TooManyUpdates` retried with
+//! jittered backoff, and `PutParameter` held to a client-side rate.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::types::{
+    ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
+};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::document::Tier;
+use crate::metrics::Metrics;
+
+/// Why an SSM call failed, by class. Each maps to a condition reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsmError {
+    /// Throttled (`ThrottlingException`, `TooManyUpdates`) even after retries: transient.
+    #[error("SSM {op} was throttled ({code}); retrying with backoff")]
+    Throttled {
+        /// The SSM operation.
+        op: &'static str,
+        /// AWS error code.
+        code: String,
+    },
+    /// The operator's AWS identity may not do this: permanent until IAM changes.
+    #[error(
+        "SSM {op} was denied ({code}); grant the operator's IAM role ssm:{op} on the parameter"
+    )]
+    AccessDenied {
+        /// The SSM operation.
+        op: &'static str,
+        /// AWS error code.
+        code: String,
+    },
+    /// The KMS key is unusable (unknown, disabled, or not allowed): permanent until it changes.
+    #[error("SSM {op} failed on the KMS key ({code}); check spec.ssm.kmsKeyId and the key policy")]
+    Kms {
+        /// The SSM operation.
+        op: &'static str,
+        /// AWS error code.
+        code: String,
+    },
+    /// Anything else (network, 5xx, limits): reported, retried with backoff.
+    #[error("SSM {op} failed ({code})")]
+    Other {
+        /// The SSM operation.
+        op: &'static str,
+        /// AWS error code, or the kind of transport failure.
+        code: String,
+    },
+}
+
+impl SsmError {
+    /// The status condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SsmError::Throttled { .. } => "Throttled",
+            SsmError::AccessDenied { .. } => "AccessDenied",
+            SsmError::Kms { .. } => "KmsKeyError",
+            SsmError::Other { .. } => "SyncFailed",
+        }
+    }
+
+    /// Whether retrying soon can help (otherwise retry slowly: something must change first).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SsmError::Throttled { .. } | SsmError::Other { .. })
+    }
+}
+
+/// Classifies an SDK error by its AWS code alone, so no AWS message text (which can quote
+/// request content) ever reaches status, events or logs.
+fn classify<E: ProvideErrorMetadata>(op: &'static str, err: &SdkError<E>) -> SsmError {
+    let code = match err {
+        SdkError::ServiceError(e) => e.err().code().unwrap_or("Unknown").to_owned(),
+        SdkError::TimeoutError(_) => "Timeout".to_owned(),
+        SdkError::DispatchFailure(_) => "ConnectionFailed".to_owned(),
+        SdkError::ResponseError(_) => "InvalidResponse".to_owned(),
+        SdkError::ConstructionFailure(_) => "RequestConstruction".to_owned(),
+        _ => "Unknown".to_owned(),
+    };
+    match code.as_str() {
+        "ThrottlingException" | "TooManyUpdates" | "RequestLimitExceeded" => {
+            SsmError::Throttled { op, code }
+        }
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException" => SsmError::AccessDenied { op, code },
+        c if c == "InvalidKeyId" || c.starts_with("KMS") || c.starts_with("Kms") => {
+            SsmError::Kms { op, code }
+        }
+        _ => SsmError::Other { op, code },
+    }
+}
+
+fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(e) => e.err().code(),
+        _ => None,
+    }
+}
+
+/// A parameter's current value and version.
+pub struct Current {
+    /// Decrypted value (a secret).
+    pub value: SecretString,
+    /// Version number.
+    pub version: i64,
+}
+
+/// A parameter's tier and KMS key, as SSM describes them.
+pub struct Description {
+    /// Tier, if SSM reports a known one.
+    pub tier: Option<Tier>,
+    /// KMS key id as SSM reports it.
+    pub kms_key_id: Option<String>,
+}
+
+/// A write to make.
+pub struct Write<'a> {
+    /// Parameter name.
+    pub name: &'a str,
+    /// Value (a secret).
+    pub value: &'a SecretString,
+    /// Tier.
+    pub tier: Tier,
+    /// KMS key id.
+    pub kms_key_id: &'a str,
+}
+
+/// The SSM client the controller uses.
+#[derive(Clone)]
+pub struct Ssm {
+    client: aws_sdk_ssm::Client,
+    writes: Arc<DefaultDirectRateLimiter>,
+    metrics: Metrics,
+}
+
+const TOO_MANY_UPDATES_RETRIES: u32 = 4;
+
+impl Ssm {
+    /// Wraps a client; `write_rate` is PutParameter calls per second (AWS's default quota is 3).
+    pub fn new(client: aws_sdk_ssm::Client, write_rate: f64, metrics: Metrics) -> Ssm {
+        // Express fractional rates as one write per period; at least one write per hour.
+        let period = Duration::from_secs_f64(1.0 / write_rate.clamp(1.0 / 3600.0, 10_000.0));
+        let burst = NonZeroU32::new(write_rate.max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Ssm {
+            client,
+            writes: Arc::new(RateLimiter::direct(quota)),
+            metrics,
+        }
+    }
+
+    fn record<T, E: ProvideErrorMetadata>(
+        &self,
+        op: &'static str,
+        result: &Result<T, SdkError<E>>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(e) => match classify(op, e) {
+                SsmError::Throttled { .. } => "throttled",
+                _ if error_code(e) == Some("ParameterNotFound") => "not_found",
+                _ => "error",
+            },
+        };
+        self.metrics.ssm_call(op, outcome);
+        tracing::debug!(op, outcome, "ssm call");
+    }
+
+    /// Reads a parameter, decrypted; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<Current>, SsmError> {
+        let result = self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await;
+        self.record("GetParameter", &result);
+        match result {
+            Ok(out) => {
+                let p = out
+                    .parameter
+                    .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
+                Ok(Some(Current {
+                    value: SecretString::from(p.value.unwrap_or_default()),
+                    version: p.version,
+                }))
+            }
+            Err(e) if error_code(&e) == Some("ParameterNotFound") => Ok(None),
+            Err(e) => Err(classify("GetParameter", &e)),
+        }
+    }
+
+    /// Reads a parameter's tier and KMS key.
+    pub async fn describe(&self, name: &str) -> Result<Option<Description>, SsmError> {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(name)
+            .build()
+            .map_err(|_| SsmError::Other {
+                op: "DescribeParameters",
+                code: "RequestConstruction".into(),
+            })?;
+        let result = self
+            .client
+            .describe_parameters()
+            .parameter_filters(filter)
+            .send()
+            .await;
+        self.record("DescribeParameters", &result);
+        let out = result.map_err(|e| classify("DescribeParameters", &e))?;
+        Ok(out
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| Description {
+                tier: p.tier.as_ref().and_then(|t| Tier::parse(t.as_str())),
+                kms_key_id: p.key_id,
+            }))
+    }
+
+    /// Reads a parameter's tags; `None` when it does not exist.
+    pub async fn tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, SsmError> {
+        let result = self
+            .client
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await;
+        self.record("ListTagsForResource", &result);
+        match result {
+            Ok(out) => Ok(Some(
+                out.tag_list
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key, t.value))
+                    .collect(),
+            )),
+            Err(e)
+                if matches!(
+                    error_code(&e),
+                    Some("InvalidResourceId" | "ParameterNotFound")
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(classify("ListTagsForResource", &e)),
+        }
+    }
+
+    /// Creates a parameter with its tags and without overwrite. `Ok(None)` when it already
+    /// exists (someone created it since we looked).
+    pub async fn create(
+        &self,
+        w: &Write<'_>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Option<i64>, SsmError> {
+        let tags = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        self.put(w, false, Some(tags)).await
+    }
+
+    /// Overwrites a parameter's value (no tags: AWS rejects tags together with overwrite).
+    pub async fn overwrite(&self, w: &Write<'_>) -> Result<i64, SsmError> {
+        self.put(w, true, None).await?.ok_or(SsmError::Other {
+            op: "PutParameter",
+            code: "ParameterAlreadyExists".into(),
+        })
+    }
+
+    async fn put(
+        &self,
+        w: &Write<'_>,
+        overwrite: bool,
+        tags: Option<Vec<Tag>>,
+    ) -> Result<Option<i64>, SsmError> {
+        let tier = match w.tier {
+            Tier::Standard => ParameterTier::Standard,
+            Tier::Advanced => ParameterTier::Advanced,
+        };
+        let mut attempt = 0;
+        loop {
+            self.writes.until_ready().await;
+            let result = self
+                .client
+                .put_parameter()
+                .name(w.name)
+                .value(w.value.expose_secret())
+                .r#type(ParameterType::SecureString)
+                .key_id(w.kms_key_id)
+                .tier(tier.clone())
+                .overwrite(overwrite)
+                .set_tags(tags.clone())
+                .send()
+                .await;
+            self.record("PutParameter", &result);
+            match result {
+                Ok(out) => return Ok(Some(out.version)),
+                Err(e) if error_code(&e) == Some("ParameterAlreadyExists") => return Ok(None),
+                // The SDK retries ThrottlingException itself; TooManyUpdates is ours to retry.
+                Err(e)
+                    if error_code(&e) == Some("TooManyUpdates")
+                        && attempt < TOO_MANY_UPDATES_RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(crate::backoff::jittered(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(5),
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(classify("PutParameter", &e)),
+            }
+        }
+    }
+
+    /// Sets tags on a parameter (adds or replaces the given keys).
+    pub async fn add_tags(
+        &self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), SsmError> {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        let result = self
+            .client
+            .add_tags_to_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        self.record("AddTagsToResource", &result);
+        result
+            .map(drop)
+            .map_err(|e| classify("AddTagsToResource", &e))
+    }
+
+    /// Deletes a parameter; not-found counts as done.
+    pub async fn delete(&self, name: &str) -> Result<(), SsmError> {
+        let result = self.client.delete_parameter().name(name).send().await;
+        self.record("DeleteParameter", &result);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ParameterNotFound") => Ok(()),
+            Err(e) => Err(classify("DeleteParameter", &e)),
+        }
+    }
+}
