@@ -29,7 +29,10 @@ async fn kube_apiserver_stores_and_returns_a_secret() {
         )])),
         ..Default::default()
     };
-    secrets.create(&PostParams::default(), &secret).await.expect("create secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
 
     let read = secrets.get("probe").await.expect("read secret back");
     let data = read.data.expect("secret has data");

@@ -172,3 +172,149 @@ pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// An operator process started by a test, scoped to one namespace with its own SSM prefix.
+/// Killed when dropped.
+pub struct Operator {
+    child: std::process::Child,
+    /// Where its logs (JSON, debug level) go.
+    pub log: PathBuf,
+    /// Its /metrics address.
+    pub metrics: String,
+    /// The SSM prefix it writes under.
+    pub prefix: String,
+}
+
+/// Options for [`Operator::start`].
+#[derive(Clone, Default)]
+pub struct OperatorOptions {
+    /// Extra environment variables (e.g. `VCO_DRIFT_CHECK_INTERVAL`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Operator {
+    /// Starts the operator for `ns` with SSM prefix `prefix`, and waits until /readyz answers.
+    pub async fn start(env: &TestEnv, ns: &str, prefix: &str, opts: &OperatorOptions) -> Operator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = repo().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("{ns}-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"));
+        cmd.arg("run")
+            .envs(env.child_env())
+            .env("VCO_NAMESPACES", ns)
+            .env("VCO_SSM_PREFIX", prefix)
+            .env("VCO_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("VCO_LOG_FORMAT", "json")
+            .env("VCO_LOG_LEVEL", "debug")
+            .env("VCO_SSM_WRITE_RATE", "50")
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        let child = cmd.spawn().expect("start operator");
+        let op = Operator {
+            child,
+            log,
+            metrics: format!("http://127.0.0.1:{port}"),
+            prefix: prefix.to_owned(),
+        };
+        op.wait_ready().await;
+        op
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if http_get(&format!("{}/readyz", self.metrics))
+                .await
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("operator not ready within 10s; log: {}", self.logs());
+    }
+
+    /// The operator's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The /metrics text.
+    pub async fn metrics_text(&self) -> String {
+        http_get(&format!("{}/metrics", self.metrics))
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// The value of counter `vault_connection_operator_ssm_calls_total` for an operation, summed
+    /// over outcomes.
+    pub async fn ssm_calls(&self, operation: &str) -> u64 {
+        let needle = format!("operation=\"{operation}\"");
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with("vault_connection_operator_ssm_calls_total{") && l.contains(&needle)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status, body).
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

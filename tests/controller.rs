@@ -1,0 +1,700 @@
+//! The controller against the real API server and SSM emulator: one operator process per test,
+//! scoped to the test's namespace and SSM prefix.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use vault_connection_operator::api::VaultConnection;
+
+use common::{
+    Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, repo, unique,
+};
+
+/// One test's world: a namespace, an SSM prefix and clients.
+struct World {
+    env: TestEnv,
+    client: kube::Client,
+    ssm: aws_sdk_ssm::Client,
+    ns: String,
+    prefix: String,
+}
+
+impl World {
+    async fn new(name: &str) -> World {
+        let env = TestEnv::get();
+        let client = env.kube().await;
+        install_crd(&client).await;
+        let ns = namespace(&client, name).await;
+        let ssm = env.ssm().await;
+        let prefix = format!("/{}", unique("t"));
+        World {
+            env,
+            client,
+            ssm,
+            ns,
+            prefix,
+        }
+    }
+
+    async fn operator(&self) -> Operator {
+        self.operator_with(&OperatorOptions::default()).await
+    }
+
+    async fn operator_with(&self, opts: &OperatorOptions) -> Operator {
+        Operator::start(&self.env, &self.ns, &self.prefix, opts).await
+    }
+
+    fn param(&self, name: &str) -> String {
+        format!("{}/default/{}/{name}", self.prefix, self.ns)
+    }
+
+    fn vcs(&self) -> Api<VaultConnection> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// `kubectl apply` of YAML text into the namespace.
+    fn apply(&self, yaml: &str) {
+        let mut child = self
+            .env
+            .command("kubectl")
+            .args(["apply", "-n", &self.ns, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn apply_file(&self, file: &str) {
+        self.apply(&std::fs::read_to_string(repo().join(file)).unwrap());
+    }
+
+    /// Waits until the connection's Ready condition has `reason`, and returns the object.
+    async fn wait_reason(&self, name: &str, reason: &str) -> VaultConnection {
+        let api = self.vcs();
+        eventually(20, &format!("{name} to report {reason}"), || async {
+            let vc = api.get(name).await.ok()?;
+            (ready(&vc).map(|c| c.1) == Some(reason.to_owned())).then_some(vc)
+        })
+        .await
+    }
+
+    /// The parameter's value and version, or None when absent.
+    async fn read(&self, name: &str) -> Option<(String, i64)> {
+        match self
+            .ssm
+            .get_parameter()
+            .name(self.param(name))
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let p = out.parameter?;
+                Some((p.value?, p.version))
+            }
+            Err(e) => {
+                let code = aws_sdk_ssm::error::ProvideErrorMetadata::code(&e).map(str::to_owned);
+                assert_eq!(code.as_deref(), Some("ParameterNotFound"), "{e:?}");
+                None
+            }
+        }
+    }
+
+    async fn tags(&self, name: &str) -> BTreeMap<String, String> {
+        self.ssm
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(self.param(name))
+            .send()
+            .await
+            .expect("list tags")
+            .tag_list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect()
+    }
+
+    async fn events(&self, name: &str) -> Vec<(String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn set_token(&self, secret: &str, key: &str, value: &str) {
+        let patch = serde_json::json!({ "stringData": { key: value } });
+        self.secrets()
+            .patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch secret");
+    }
+}
+
+/// (status, reason, message) of the Ready condition.
+fn ready(vc: &VaultConnection) -> Option<(String, String, String)> {
+    vc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn json(value: &str) -> serde_json::Value {
+    serde_json::from_str(value).expect("parameter holds JSON")
+}
+
+#[tokio::test]
+async fn each_provider_becomes_ready_with_its_document_tags_status_and_events() {
+    let w = World::new("providers").await;
+    let _op = w.operator().await;
+    for file in [
+        "examples/onepassword.yaml",
+        "examples/doppler.yaml",
+        "examples/infisical.yaml",
+    ] {
+        w.apply_file(file);
+    }
+    let cases = [
+        (
+            "onepassword-shared",
+            r#"{"vault_type":"onepassword","name":"1Password shared vault","description":"Service account for the team's shared vault","access_token":"ops_FAKEexampleTOKENdoNotUse0000000000000000000000"}"#,
+        ),
+        (
+            "doppler-production",
+            r#"{"vault_type":"doppler","name":"Doppler Production","description":"Production config","access_token":"dp.st.prd.FAKEexampleTOKENdoNotUse00000000000000","project":"my-project","config":"production"}"#,
+        ),
+        (
+            "infisical-staging",
+            r#"{"vault_type":"infisical","name":"Infisical staging","description":"","client_id":"00000000-0000-4000-8000-000000000000","client_secret":"0000000000000000000000000000000000000000000000000000000000000000","project_id":"6630f1a2b3c4d5e6f7a8b9c0","environment":"staging","secret_path":"/aws"}"#,
+        ),
+    ];
+    for (name, expected) in cases {
+        let vc = w.wait_reason(name, "Synced").await;
+        let (value, version) = w.read(name).await.expect("parameter exists");
+        assert_eq!(value, expected, "{name}: exact bytes, fixed key order");
+        assert_eq!(version, 1);
+
+        let tags = w.tags(name).await;
+        assert_eq!(tags["managed-by"], "vault-connection-operator");
+        assert_eq!(tags["vaultconnections.io/namespace"], w.ns);
+        assert_eq!(tags["vaultconnections.io/name"], name);
+        assert_eq!(tags["vaultconnections.io/cluster"], "default");
+        assert_eq!(
+            tags["vaultconnections.io/uid"],
+            vc.metadata.uid.clone().unwrap()
+        );
+        assert_eq!(
+            tags["vaultconnections.io/vault-type"],
+            vc.spec.vault_type.as_str()
+        );
+
+        let status = vc.status.clone().unwrap();
+        assert_eq!(status.observed_generation, vc.metadata.generation);
+        for t in ["Ready", "Valid", "Synced"] {
+            let c = status.conditions.iter().find(|c| c.type_ == t).unwrap();
+            assert_eq!(c.status, "True", "{name} {t}");
+            assert_eq!(c.observed_generation, vc.metadata.generation);
+        }
+        let p = status.parameter.unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.version, p.tier.as_str()),
+            (w.param(name).as_str(), 1, "Standard")
+        );
+        assert!(status.last_sync_time.is_some());
+        assert!(
+            vc.metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"vaultconnections.io/cleanup".to_owned())
+        );
+
+        let events = eventually(10, "a Created event", || async {
+            let e = w.events(name).await;
+            e.iter().any(|(r, _)| r == "Created").then_some(e)
+        })
+        .await;
+        assert!(
+            events.iter().any(|(_, note)| note.contains(&w.param(name))),
+            "{events:?}"
+        );
+    }
+}
+
+async fn one_password(w: &World, name: &str, token: &str) {
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}-creds
+  labels: {{vaultconnections.io/credentials: "true"}}
+stringData: {{access_token: "{token}"}}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {{name: {name}}}
+spec:
+  vaultType: onepassword
+  credentialsSecretRef: {{name: {name}-creds}}
+"#
+    ));
+}
+
+#[tokio::test]
+async fn rotating_the_secret_updates_the_parameter_exactly_once() {
+    let w = World::new("rotate").await;
+    let op = w.operator().await;
+    one_password(&w, "rot", "ops_first").await;
+    w.wait_reason("rot", "Synced").await;
+    assert_eq!(w.read("rot").await.unwrap().1, 1);
+
+    let started = Instant::now();
+    w.set_token("rot-creds", "access_token", "ops_second").await;
+    let (value, _) = eventually(10, "the new version", || async {
+        w.read("rot").await.filter(|(_, v)| *v == 2)
+    })
+    .await;
+    println!(
+        "rotation latency: Secret update to parameter version 2 in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(json(&value)["access_token"], "ops_second");
+
+    // Status catches up, and nothing more is written.
+    eventually(10, "status at version 2", || async {
+        let vc = w.vcs().get("rot").await.ok()?;
+        (vc.status?.parameter?.version == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.read("rot").await.unwrap().1, 2, "exactly one new version");
+    assert_eq!(
+        op.ssm_calls("PutParameter").await,
+        2,
+        "one create, one update"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_secret_and_a_restart_write_nothing() {
+    let w = World::new("idle").await;
+    let mut op = w.operator().await;
+    one_password(&w, "idle", "ops_same").await;
+    w.wait_reason("idle", "Synced").await;
+
+    // Touch the Secret without changing its data: a reconcile, but no write.
+    let patch = serde_json::json!({"metadata": {"annotations": {"touched": "yes"}}});
+    w.secrets()
+        .patch("idle-creds", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.read("idle").await.unwrap().1,
+        1,
+        "no write for unchanged data"
+    );
+    let gets_before = op.ssm_calls("GetParameter").await;
+    assert!(
+        gets_before >= 2,
+        "the touch was reconciled (GetParameter {gets_before})"
+    );
+
+    op.kill();
+    let rv_before = w.vcs().get("idle").await.unwrap().metadata.resource_version;
+    let op2 = w.operator().await;
+    eventually(
+        10,
+        "the restarted operator to check the parameter",
+        || async { (op2.ssm_calls("GetParameter").await >= 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.read("idle").await.unwrap().1,
+        1,
+        "restart wrote nothing to SSM"
+    );
+    assert_eq!(op2.ssm_calls("PutParameter").await, 0);
+    let rv_after = w.vcs().get("idle").await.unwrap().metadata.resource_version;
+    assert_eq!(
+        rv_before, rv_after,
+        "restart wrote nothing to the API server either"
+    );
+}
+
+#[tokio::test]
+async fn an_out_of_band_edit_is_repaired_at_the_next_drift_check() {
+    let w = World::new("drift").await;
+    let opts = OperatorOptions {
+        env: vec![("VCO_DRIFT_CHECK_INTERVAL".into(), "2s".into())],
+    };
+    let _op = w.operator_with(&opts).await;
+    one_password(&w, "drift", "ops_good").await;
+    w.wait_reason("drift", "Synced").await;
+    let (original, _) = w.read("drift").await.unwrap();
+
+    w.ssm
+        .put_parameter()
+        .name(w.param("drift"))
+        .value("tampered")
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let (value, version) = eventually(10, "the repair", || async {
+        w.read("drift").await.filter(|(v, _)| *v != "tampered")
+    })
+    .await;
+    assert_eq!(value, original);
+    assert_eq!(version, 3, "1 = ours, 2 = tampered, 3 = repair");
+}
+
+async fn assert_nothing_written(w: &World, name: &str) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.read(name).await, None, "{name}: nothing may be written");
+}
+
+#[tokio::test]
+async fn a_secret_without_the_opt_in_label_is_never_read() {
+    let w = World::new("unlabelled").await;
+    let _op = w.operator().await;
+    w.apply(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {name: plain}
+stringData: {access_token: "ops_x"}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {name: unlabelled}
+spec: {vaultType: onepassword, credentialsSecretRef: {name: plain}}
+"#,
+    );
+    let vc = w.wait_reason("unlabelled", "SecretNotLabeled").await;
+    assert!(
+        ready(&vc)
+            .unwrap()
+            .2
+            .contains("vaultconnections.io/credentials")
+    );
+    assert_nothing_written(&w, "unlabelled").await;
+
+    // Opting in later is picked up by the Secret watch.
+    let patch =
+        serde_json::json!({"metadata": {"labels": {"vaultconnections.io/credentials": "true"}}});
+    w.secrets()
+        .patch("plain", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_reason("unlabelled", "Synced").await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_a_missing_key_and_an_invalid_credential_each_have_their_reason() {
+    let w = World::new("reasons").await;
+    let _op = w.operator().await;
+    w.apply(
+        r#"apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {name: no-secret}
+spec: {vaultType: onepassword, credentialsSecretRef: {name: absent}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: wrong-key, labels: {vaultconnections.io/credentials: "true"}}
+stringData: {token: "ops_x"}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {name: no-key}
+spec: {vaultType: onepassword, credentialsSecretRef: {name: wrong-key}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: scim, labels: {vaultconnections.io/credentials: "true"}}
+stringData: {access_token: "dp.scim.x"}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {name: bad-token}
+spec:
+  vaultType: doppler
+  credentialsSecretRef: {name: scim}
+  doppler: {project: p, config: c}
+"#,
+    );
+    for (name, reason, says) in [
+        ("no-secret", "SecretNotFound", "Secret absent not found"),
+        (
+            "no-key",
+            "MissingKey",
+            "Secret/wrong-key[access_token]: key is missing",
+        ),
+        ("bad-token", "InvalidCredentials", "SCIM or audit token"),
+    ] {
+        let vc = w.wait_reason(name, reason).await;
+        let (status, _, message) = ready(&vc).unwrap();
+        assert_eq!(status, "False");
+        assert!(message.contains(says), "{name}: {message}");
+        let valid = vc
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Valid")
+            .unwrap();
+        assert_eq!(
+            (valid.status.as_str(), valid.reason.as_str()),
+            ("False", reason)
+        );
+        assert_nothing_written(&w, name).await;
+    }
+    // Creating the missing Secret fixes the first one without touching the connection.
+    w.apply(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {name: absent, labels: {vaultconnections.io/credentials: "true"}}
+stringData: {access_token: "ops_now"}
+"#,
+    );
+    w.wait_reason("no-secret", "Synced").await;
+}
+
+#[tokio::test]
+async fn the_tier_limit_serves_the_oldest_connections_and_writes_nothing_for_the_rest() {
+    let w = World::new("tiers").await;
+    let ns_api: Api<Namespace> = Api::all(w.client.clone());
+    let patch = serde_json::json!({"metadata": {"labels": {"vaultconnections.io/tier": "free"}}});
+    ns_api
+        .patch(&w.ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let _op = w.operator().await;
+
+    one_password(&w, "first", "ops_a").await;
+    w.wait_reason("first", "Synced").await;
+    one_password(&w, "second", "ops_b").await;
+    let vc = w.wait_reason("second", "TierLimitExceeded").await;
+    assert!(
+        ready(&vc).unwrap().2.contains("tier free"),
+        "{:?}",
+        ready(&vc)
+    );
+    assert_nothing_written(&w, "second").await;
+
+    // Deleting the older connection frees the slot for the next one.
+    w.vcs()
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.wait_reason("second", "Synced").await;
+
+    // Raising the namespace's tier is picked up too.
+    one_password(&w, "third", "ops_c").await;
+    w.wait_reason("third", "TierLimitExceeded").await;
+    let patch = serde_json::json!({"metadata": {"labels": {"vaultconnections.io/tier": "team"}}});
+    ns_api
+        .patch(&w.ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_reason("third", "Synced").await;
+}
+
+#[tokio::test]
+async fn a_parameter_that_is_not_ours_is_never_overwritten() {
+    let w = World::new("unowned").await;
+    w.ssm
+        .put_parameter()
+        .name(w.param("taken"))
+        .value("someone else's")
+        .r#type(ParameterType::SecureString)
+        .tags(
+            Tag::builder()
+                .key("owner")
+                .value("another-team")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let _op = w.operator().await;
+    one_password(&w, "taken", "ops_x").await;
+    let vc = w.wait_reason("taken", "ParameterNotOwned").await;
+    assert!(ready(&vc).unwrap().2.contains("will not overwrite"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.read("taken").await, Some(("someone else's".into(), 1)));
+
+    // Deleting the connection does not delete someone else's parameter either.
+    w.vcs()
+        .delete("taken", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "the connection to be gone", || async {
+        w.vcs()
+            .get_opt("taken")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(w.read("taken").await, Some(("someone else's".into(), 1)));
+}
+
+#[tokio::test]
+async fn deletion_honours_the_policy_and_never_hangs() {
+    let w = World::new("delete").await;
+    let _op = w.operator().await;
+    one_password(&w, "gone", "ops_a").await;
+    one_password(&w, "kept", "ops_b").await;
+    let patch = serde_json::json!({"spec": {"deletionPolicy": "Retain"}});
+    w.vcs()
+        .patch("kept", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_reason("gone", "Synced").await;
+    w.wait_reason("kept", "Synced").await;
+    w.apply(
+        r#"apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {name: orphan}
+spec: {vaultType: onepassword, credentialsSecretRef: {name: never-created}}
+"#,
+    );
+    w.wait_reason("orphan", "SecretNotFound").await;
+
+    for name in ["gone", "kept", "orphan"] {
+        w.vcs()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for name in ["gone", "kept", "orphan"] {
+        eventually(10, &format!("{name} to be deleted"), || async {
+            w.vcs().get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+    assert_eq!(w.read("gone").await, None, "Delete removes the parameter");
+    assert!(w.read("kept").await.is_some(), "Retain keeps the parameter");
+}
+
+#[tokio::test]
+async fn no_credential_value_leaks_into_status_events_logs_or_metrics() {
+    let w = World::new("canary").await;
+    let canaries = [
+        "ops_CANARYa9f3e1good",
+        "ops_CANARYb7d2c4rotated",
+        "dp.scim.CANARYc5e8f0bad",
+        "CANARYd1b6a3 with space",
+        "0b7b2d4e-3f0a-4c1e-CANARYe4f2b9",
+    ];
+    let op = w.operator().await;
+    one_password(&w, "good", canaries[0]).await;
+    w.wait_reason("good", "Synced").await;
+    w.set_token("good-creds", "access_token", canaries[1]).await;
+    eventually(10, "rotation", || async {
+        w.read("good").await.filter(|(_, v)| *v == 2)
+    })
+    .await;
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: bad, labels: {{vaultconnections.io/credentials: "true"}}}}
+stringData: {{access_token: "{}", other: "{}"}}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {{name: bad}}
+spec:
+  vaultType: doppler
+  credentialsSecretRef: {{name: bad}}
+  doppler: {{project: p, config: c}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: spaced, labels: {{vaultconnections.io/credentials: "true"}}}}
+stringData: {{access_token: "{}"}}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {{name: spaced}}
+spec: {{vaultType: onepassword, credentialsSecretRef: {{name: spaced}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: infisical, labels: {{vaultconnections.io/credentials: "true"}}}}
+stringData: {{client_id: "{}", client_secret: "{}"}}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {{name: infisical}}
+spec:
+  vaultType: infisical
+  credentialsSecretRef: {{name: infisical}}
+  infisical: {{projectId: p, environment: prod}}
+"#,
+        canaries[2], canaries[0], canaries[3], canaries[4], canaries[3]
+    ));
+    w.wait_reason("bad", "InvalidCredentials").await;
+    w.wait_reason("spaced", "InvalidCredentials").await;
+    w.wait_reason("infisical", "InvalidCredentials").await;
+
+    let mut outputs = String::new();
+    for vc in w.vcs().list(&ListParams::default()).await.unwrap() {
+        outputs.push_str(&serde_json::to_string(&vc.status).unwrap());
+    }
+    let events: Api<Event> = Api::namespaced(w.client.clone(), &w.ns);
+    for e in events.list(&ListParams::default()).await.unwrap() {
+        outputs.push_str(&serde_json::to_string(&e).unwrap());
+    }
+    outputs.push_str(&op.metrics_text().await);
+    let logs = op.logs();
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "logs were taken at debug level"
+    );
+    outputs.push_str(&logs);
+    for canary in canaries {
+        // The distinctive part of each value, so a trimmed or partial echo is caught too.
+        let core = &canary[canary.find("CANA").unwrap()..][..10];
+        assert!(
+            !outputs.contains(core),
+            "credential fragment {core:?} leaked"
+        );
+    }
+}
