@@ -231,6 +231,7 @@ export AWS_ACCESS_KEY_ID='testing'
 export AWS_SECRET_ACCESS_KEY='testing'
 export AWS_EC2_METADATA_DISABLED='true'
 export VCO_TESTENV_BIN='$KUBE_DIR/bin:$ETCD_DIR/bin:$HELM_DIR/bin'
+export VCO_TESTENV_PYTHON='$MOTO_DIR/bin/python'
 export PATH="\$VCO_TESTENV_BIN:\$PATH"
 ENV
   mv "$STATE/env.tmp" "$STATE/env"
