@@ -66,6 +66,26 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Elect one active replica through a Lease (turn on when running more than one replica).
+    #[arg(long, env = "VCO_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "VCO_LEASE_NAME",
+        default_value = "vault-connection-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else default).
+    #[arg(long, env = "VCO_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a leader holds the Lease without renewing it; a standby takes over after this.
+    #[arg(long, env = "VCO_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "VCO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -88,6 +108,9 @@ impl RunArgs {
         }
         if !self.ssm_write_rate.is_finite() || self.ssm_write_rate <= 0.0 {
             return Err("--ssm-write-rate: must be a positive number of writes per second".into());
+        }
+        if self.leader_election && self.lease_duration < Duration::from_secs(2) {
+            return Err("--lease-duration: must be at least 2s".into());
         }
         if self.drift_check_interval < Duration::from_secs(1) {
             return Err("--drift-check-interval: must be at least 1s".into());

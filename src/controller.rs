@@ -624,16 +624,35 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Runs one controller over `scope` (a namespace, or all with `None`) until shutdown.
+/// What every controller scope of one operator process shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// Kubernetes client.
+    pub client: Client,
+    /// SSM client.
+    pub ssm: Ssm,
+    /// Settings.
+    pub settings: Settings,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Connections reconciled at once.
+    pub concurrency: u16,
+}
+
+/// Runs one controller over `scope` (a namespace, or all with `None`) until `shutdown` resolves.
 pub async fn run_scope(
-    client: Client,
+    shared: Shared,
     scope: Option<String>,
-    ssm: Ssm,
-    settings: Settings,
-    metrics: Metrics,
-    concurrency: u16,
     on_store: impl FnOnce(Store<VaultConnection>),
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Shared {
+        client,
+        ssm,
+        settings,
+        metrics,
+        concurrency,
+    } = shared;
     fn api<K>(client: &Client, scope: &Option<String>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -706,7 +725,7 @@ pub async fn run_scope(
                 .collect::<Vec<_>>()
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -4,13 +4,15 @@
 use std::sync::{Arc, Mutex};
 
 use aws_config::BehaviorVersion;
+use futures::FutureExt;
 use kube::Client;
 use kube::runtime::reflector::Store;
+use kube_lease_manager::LeaseManagerBuilder;
 use tracing_subscriber::EnvFilter;
 
 use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
-use crate::controller::{AWS_MANAGED_KEY, Settings, ready_reason, run_scope};
+use crate::controller::{AWS_MANAGED_KEY, Settings, Shared, ready_reason, run_scope};
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
 
@@ -90,6 +92,74 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(metrics.clone().serve(args.metrics_addr, before_scrape));
 
+    let shutdown = shutdown_signal().shared();
+    let lost_leadership = if args.leader_election {
+        let lease_ns = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_owned());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("operator-{}", uuid::Uuid::new_v4().simple()));
+        let duration = args.lease_duration.as_secs().max(2);
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&lease_ns)
+            .with_identity(&identity)
+            .with_duration(duration)
+            .with_grace((duration / 3).max(1))
+            .build()
+            .await?;
+        let (mut leader, lease_task) = manager.watch().await;
+        // Standing by correctly counts as ready: the Lease is reachable and watched.
+        metrics.set_ready(true);
+        tracing::info!(
+            lease = args.lease_name,
+            namespace = lease_ns,
+            identity,
+            "standing by for leadership"
+        );
+        let leading = tokio::select! {
+            () = shutdown.clone() => false,
+            changed = leader.wait_for(|is_leader| *is_leader) => { changed?; true }
+        };
+        if !leading {
+            drop(leader); // closing the channel releases the Lease
+            let _ = lease_task.await;
+            server.abort();
+            return Ok(());
+        }
+        metrics.set_ready(false);
+        tracing::info!(identity, "became leader");
+        let lost = async move {
+            let _ = leader.wait_for(|is_leader| !*is_leader).await;
+            drop(leader); // closing the channel releases the Lease
+            let _ = lease_task.await;
+        }
+        .shared();
+        Some(lost)
+    } else {
+        None
+    };
+    let stop = {
+        let lost = lost_leadership.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            match lost {
+                Some(lost) => {
+                    futures::future::select(Box::pin(shutdown), Box::pin(lost)).await;
+                }
+                None => shutdown.await,
+            }
+        }
+        .shared()
+    };
+    let shared = Shared {
+        client: client.clone(),
+        ssm,
+        settings,
+        metrics: metrics.clone(),
+        concurrency: args.concurrency,
+    };
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let controllers = scopes.into_iter().map(|scope| {
         let pending = pending.clone();
@@ -97,12 +167,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let metrics = metrics.clone();
         let (probe_client, probe_scope) = (client.clone(), scope.clone());
         run_scope(
-            client.clone(),
+            shared.clone(),
             scope,
-            ssm.clone(),
-            settings.clone(),
-            metrics.clone(),
-            args.concurrency,
             move |store| {
                 stores
                     .lock()
@@ -133,10 +199,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     }
                 });
             },
+            stop.clone(),
         )
     });
     futures::future::join_all(controllers).await;
     server.abort();
+    if let Some(lost) = lost_leadership
+        && lost.peek().is_some()
+    {
+        // Exit non-zero so the pod restarts and rejoins as a standby.
+        anyhow::bail!("lost leadership; stopped reconciling");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
 }
