@@ -46,6 +46,10 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_SSM_WRITE_RATE", default_value_t = 3.0)]
     pub ssm_write_rate: f64,
 
+    /// Timeout of one SSM request attempt (the SDK retries throttling and 5xx within 3 attempts).
+    #[arg(long, env = "VCO_SSM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ssm_timeout: Duration,
+
     /// Connection limit of each tier, e.g. free=1,team=10,enterprise=unlimited.
     #[arg(
         long,

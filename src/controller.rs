@@ -67,6 +67,18 @@ pub struct Context {
     /// Cache of the VaultConnections this controller watches (for tier order).
     pub store: Store<VaultConnection>,
     failures: Mutex<HashMap<String, u32>>,
+    confirmed: Mutex<HashMap<String, Confirmed>>,
+}
+
+/// What the last successful sync of a connection saw. A reconcile that sees the same spec
+/// generation, Secret version and parameter version soon after needs no SSM call: nothing that
+/// shapes the document changed (the drift check, due later, reads SSM again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Confirmed {
+    generation: Option<i64>,
+    secret_version: Option<String>,
+    parameter_version: i64,
+    at: Instant,
 }
 
 impl Context {
@@ -93,7 +105,12 @@ impl Context {
             metrics,
             store,
             failures: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn confirmed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Confirmed>> {
+        self.confirmed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts a failure of `key` and returns how many in a row.
@@ -304,8 +321,8 @@ async fn evaluate(vc: &VaultConnection, ctx: &Context) -> Result<Outcome, Error>
         Ok(p) => p,
         Err(e) => return Ok(fail(Stage::Valid, "InvalidSpec", e.to_string(), false)),
     };
-    let data = match read_secret(ctx, &ns, &spec.secret_name).await? {
-        Ok(data) => data,
+    let (data, secret_version) = match read_secret(ctx, &ns, &spec.secret_name).await? {
+        Ok(found) => found,
         Err(failure) => return Ok(failure),
     };
     if let Some(failure) = tier_check(vc, &ns, ctx).await? {
@@ -353,8 +370,34 @@ async fn evaluate(vc: &VaultConnection, ctx: &Context) -> Result<Outcome, Error>
         recorded,
         spec_changed,
     };
+    let uid = vc.uid().unwrap_or_default();
+    let seen = |parameter_version| Confirmed {
+        generation: vc.metadata.generation,
+        secret_version: secret_version.clone(),
+        parameter_version,
+        at: Instant::now(),
+    };
+    if let Some(recorded) = recorded {
+        let last = ctx.confirmed().get(&uid).cloned();
+        if let Some(last) = last
+            && last.at.elapsed() < s.drift_interval / 2
+            && last
+                == (Confirmed {
+                    at: last.at,
+                    ..seen(recorded.version)
+                })
+        {
+            return Ok(Outcome::Ready {
+                parameter: recorded.clone(),
+                change: Change::None,
+            });
+        }
+    }
     Ok(match sync(ctx, &target).await {
-        Ok((parameter, change)) => Outcome::Ready { parameter, change },
+        Ok((parameter, change)) => {
+            ctx.confirmed().insert(uid, seen(parameter.version));
+            Outcome::Ready { parameter, change }
+        }
         Err(SyncError::Ssm(e)) => fail(Stage::Synced, e.reason(), e.to_string(), e.is_transient()),
         Err(SyncError::NotOwned) => fail(
             Stage::Synced,
@@ -374,12 +417,13 @@ async fn read_secret(
     ctx: &Context,
     ns: &str,
     name: &str,
-) -> Result<Result<SecretData, Outcome>, Error> {
+) -> Result<Result<(SecretData, Option<String>), Outcome>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let labelled = ListParams::default()
         .labels(&format!("{CREDENTIALS_LABEL}=true"))
         .fields(&format!("metadata.name={name}"));
     if let Some(secret) = secrets.list(&labelled).await?.items.into_iter().next() {
+        let version = secret.metadata.resource_version.clone();
         let mut data: SecretData = secret
             .data
             .unwrap_or_default()
@@ -389,7 +433,7 @@ async fn read_secret(
         for (k, v) in secret.string_data.unwrap_or_default() {
             data.insert(k, v.into_bytes());
         }
-        return Ok(Ok(data));
+        return Ok(Ok((data, version)));
     }
     // Tell "missing" from "not labelled" by metadata alone.
     Ok(Err(match secrets.get_metadata_opt(name).await? {
@@ -619,7 +663,9 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
             tracing::warn!(error = %e, "could not publish event");
         }
     }
-    ctx.succeeded(&vc.uid().unwrap_or_default());
+    let uid = vc.uid().unwrap_or_default();
+    ctx.succeeded(&uid);
+    ctx.confirmed().remove(&uid);
     tracing::info!(namespace = ns, name, "cleaned up");
     Ok(Action::await_change())
 }

@@ -40,7 +40,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     // AWS is configured the standard way: region, credential chain (incl. IRSA and EKS Pod
     // Identity) and AWS_ENDPOINT_URL_SSM for an emulator.
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    // Bounded attempts, so a hung endpoint turns into a reported, retried failure.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3).min(args.ssm_timeout))
+        .operation_attempt_timeout(args.ssm_timeout)
+        .operation_timeout(args.ssm_timeout * 3)
+        .build();
+    let aws = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
     let metrics = Metrics::new();
     let ssm = Ssm::new(
         aws_sdk_ssm::Client::new(&aws),
