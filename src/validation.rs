@@ -483,9 +483,21 @@ pub fn validate_credentials(
     }
 }
 
+/// Whether `c` is a formatting character nobody sees: zero-width characters, bidirectional marks
+/// and overrides, the byte-order mark, the soft hyphen, word joiners and invisible operators, tag
+/// characters. Unicode does not count them as whitespace, so `trim` keeps them; no provider's
+/// credential contains one, and one pasted in along with a token (or a BOM from a file saved on
+/// Windows) would otherwise be stored and fail only at the provider.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
+}
+
 /// Reads one credential: present, UTF-8, trimmed of surrounding whitespace (a trailing newline
-/// from `--from-file` is common), within its length limit, free of inner whitespace and control
-/// characters, and passing the provider's format rule.
+/// from `--from-file` is common), within its length limit, free of inner whitespace, control and
+/// invisible characters, and passing the provider's format rule.
 fn credential(
     errors: &mut Vec<FieldError>,
     secret: &str,
@@ -532,10 +544,10 @@ fn credential(
             "must not contain whitespace".to_owned(),
         );
     }
-    if v.chars().any(char::is_control) {
+    if v.chars().any(|c| c.is_control() || is_invisible(c)) {
         return fail(
             ErrorKind::InvalidCredentials,
-            "must not contain control characters".to_owned(),
+            "must not contain control or invisible characters (such as a zero-width space or a byte-order mark)".to_owned(),
         );
     }
     if let Err(rule) = format_rule(v) {

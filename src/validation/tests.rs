@@ -414,3 +414,21 @@ fn no_error_and_no_debug_output_contains_a_credential_value() {
         "Debug of a Connection leaks"
     );
 }
+
+#[test]
+fn invisible_characters_such_as_a_bom_or_a_zero_width_space_are_rejected() {
+    let s = spec(VaultType::Infisical);
+    for bad in [
+        "\u{feff}secret",
+        "sec\u{200b}ret",
+        "secret\u{202e}",
+        "se\u{e0041}cret",
+    ] {
+        let e = credential_errors(&s, &infisical_data(UUID.as_bytes(), bad.as_bytes()));
+        assert_eq!(e[0].field, "Secret/creds[client_secret]");
+        assert!(e[0].message.contains("invisible"), "{}", e[0]);
+    }
+    // A BOM before a 1Password token is reported as such, not as a wrong prefix.
+    let e = credential_errors(&spec(VaultType::OnePassword), &token("\u{feff}ops_abc"));
+    assert!(e[0].message.contains("invisible"), "{}", e[0]);
+}
