@@ -194,9 +194,19 @@ fn parse_docs(name: &str, text: &str, docs: &mut Vec<Doc>, report: &mut Report) 
     }
 }
 
-/// serde_yaml's message without its trailing location (we print our own).
+/// serde_yaml's message without its trailing location (we print our own). Errors about a value
+/// rather than the syntax quote that value and its key path (`stringData.token: invalid value:
+/// string "...", expected an integer` for a scalar tagged `!!int`), and in a Secret the value is
+/// a credential: for those, print a fixed description instead; the location still points at it.
 fn yaml_message(e: &serde_yaml::Error) -> String {
     let text = e.to_string();
+    if text.contains("duplicate entry") {
+        return "a mapping has the same key twice".to_owned();
+    }
+    if text.contains("invalid value: ") || text.contains("invalid type: ") {
+        return "a value does not match its tag (such as !!int, !!bool, !!float or !!null)"
+            .to_owned();
+    }
     match text.find(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,

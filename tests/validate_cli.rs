@@ -132,3 +132,44 @@ fn unreadable_input_exits_2() {
     assert_eq!(code, Some(2));
     assert!(err.contains("does/not/exist.yaml: cannot read"), "{err}");
 }
+
+fn validate_stdin(text: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
+        .args(["validate", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_credential_under_a_wrong_yaml_tag_is_not_echoed_by_the_parse_error() {
+    for tag in ["!!int", "!!bool", "!!float", "!!null"] {
+        let text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\n\
+             stringData:\n  access_token: {tag} ops_CANARY7f3a9\n"
+        );
+        let (code, out, err) = validate_stdin(&text);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(!format!("{out}{err}").contains("CANARY7f3a9"), "{err}");
+        assert!(err.starts_with("<stdin>:5:17: invalid YAML: "), "{err}");
+    }
+    let text = "stringData:\n  ops_CANARY7f3a9: a\n  ops_CANARY7f3a9: b\n";
+    let (code, _, err) = validate_stdin(text);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("CANARY7f3a9"), "{err}");
+}
