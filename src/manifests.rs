@@ -4,6 +4,7 @@
 //! the same [`crate::validation`] core the controller uses, and — when the referenced Secret is
 //! in the input too — its opt-in label and credentials. Never prints a value.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
@@ -13,7 +14,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::api::{CREDENTIALS_LABEL, VaultConnection};
-use crate::validation::{SecretData, validate_credentials, validate_spec};
+use crate::validation::{SecretData, is_invisible, validate_credentials, validate_spec};
 
 /// One problem in one document: `file:document-index: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,10 @@ impl fmt::Display for Problem {
         write!(
             f,
             "{}:{}: {}: {}",
-            self.file, self.index, self.field, self.message
+            one_line(&self.file),
+            self.index,
+            one_line(&self.field),
+            one_line(&self.message)
         )
     }
 }
@@ -49,8 +53,33 @@ pub struct InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        write!(
+            f,
+            "{}: {}",
+            one_line(&self.location),
+            one_line(&self.message)
+        )
     }
+}
+
+/// `text` fit for one line of output: control characters (a newline, an ANSI escape) and
+/// invisible ones (a bidi override) are written as escapes such as `\u{1b}`. Field paths and
+/// schema messages quote the manifest, and a manifest must not be able to forge extra output
+/// lines or restyle the terminal or CI log that shows them.
+fn one_line(text: &str) -> Cow<'_, str> {
+    let escape = |c: char| c.is_control() || is_invisible(c);
+    if !text.chars().any(escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// What a run found.

@@ -173,3 +173,17 @@ fn a_credential_under_a_wrong_yaml_tag_is_not_echoed_by_the_parse_error() {
     assert_eq!(code, Some(2), "{err}");
     assert!(!err.contains("CANARY7f3a9"), "{err}");
 }
+
+#[test]
+fn a_manifest_cannot_forge_output_lines_or_send_terminal_escapes() {
+    let text = "apiVersion: vaultconnections.io/v1alpha1\nkind: VaultConnection\n\
+                metadata: {name: bad}\nspec:\n  \
+                vaultType: \"x\\nforged.yaml:0: spec: fine\\e[31m\\u202e\"\n  \
+                credentialsSecretRef: {name: creds}\n";
+    let (code, out, _) = validate_stdin(text);
+    assert_eq!(code, Some(1));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(r"x\nforged.yaml"), "{out}");
+    assert!(!out.trim_end().chars().any(char::is_control), "{out:?}");
+    assert!(!out.contains('\u{202e}'), "{out:?}");
+}
