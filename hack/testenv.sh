@@ -6,6 +6,7 @@
 #   hack/testenv.sh up        start etcd, kube-apiserver and moto; write target/testenv/{kubeconfig,env}
 #   hack/testenv.sh down      stop exactly what `up` started, by pid, and remove the state
 #   hack/testenv.sh status    say what is running and where
+#   hack/testenv.sh restart|stop|start|pause|resume COMPONENT   fault injection for tests
 set -euo pipefail
 
 # ---- versions: pinned here and nowhere else ---------------------------------------------------
@@ -36,6 +37,8 @@ usage: hack/testenv.sh <install|up|down|status>
   up       start etcd, kube-apiserver and the moto SSM emulator on free loopback ports
   down     stop what 'up' started and remove its state
   status   show what is running and where
+  restart|stop|start|pause|resume etcd|kube-apiserver|moto
+           fault injection for tests: same ports and data (pause = SIGSTOP, resume = SIGCONT)
 USAGE
 }
 
@@ -143,9 +146,11 @@ is_ours() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$exe"
 }
 
-# start NAME EXE ARGS...: start a process in its own session, logging to logs/NAME.log.
+# start NAME EXE ARGS...: start a process in its own session, logging to logs/NAME.log. The
+# command line is kept so `restart NAME` can start it again on the same ports and data.
 start() {
   local name=$1 exe=$2; shift 2
+  printf '%s\0' "$exe" "$@" >"$STATE/$name.cmd"
   # No job control in scripts, so setsid does not fork and $! is the server's own pid.
   setsid "$exe" "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
   echo $! >"$STATE/$name.pid"
@@ -162,6 +167,37 @@ stop() {
     log "stopped $name (pid $pid)"
   fi
   rm -f "$STATE/$name.pid" "$STATE/$name.exe"
+}
+
+# health NAME: the readiness check of a running component.
+health() {
+  local d=$STATE/pki
+  case "$1" in
+    etcd) curl -fsS "$(cat "$STATE/etcd.url")/health" ;;
+    kube-apiserver) curl -fsS --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" "$(cat "$STATE/kube-apiserver.url")/readyz" ;;
+    moto) curl -fsS "$(cat "$STATE/moto.url")/moto-api/" ;;
+  esac
+}
+
+# For fault tests: restart one component on the same ports and data (moto's state is in memory,
+# so restarting it resets it), or freeze/unfreeze it (an outage that keeps its state).
+cmd_component() {
+  local action=$1 name=${2:-}
+  case "$name" in etcd|kube-apiserver|moto) ;; *) usage; exit 2 ;; esac
+  [ -f "$STATE/$name.cmd" ] || die "$name was not started by 'up' in $STATE"
+  case "$action" in
+    pause) is_ours "$name" && kill -STOP "$(cat "$STATE/$name.pid")"; log "paused $name" ;;
+    resume) is_ours "$name" && kill -CONT "$(cat "$STATE/$name.pid")"; log "resumed $name" ;;
+    stop) stop "$name" ;;
+    start|restart)
+      [ "$action" = restart ] && stop "$name"
+      is_ours "$name" && { log "$name is already running"; return 0; }
+      local args=()
+      mapfile -d '' args <"$STATE/$name.cmd"
+      start "$name" "${args[@]}"
+      wait_for "$name" "$name" 600 health "$name"
+      log "started $name again" ;;
+  esac
 }
 
 # wait_for WHAT NAME TRIES CMD...: poll CMD every 0.2 s while the process NAME is alive.
@@ -262,7 +298,10 @@ cmd_up() {
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
   start moto "$MOTO_DIR/bin/moto_server" -H 127.0.0.1 -p "$moto_port"
-  wait_for "etcd health" etcd 150 curl -fsS "http://127.0.0.1:$etcd_port/health"
+  echo "http://127.0.0.1:$etcd_port" >"$STATE/etcd.url"
+  echo "https://127.0.0.1:$api_port" >"$STATE/kube-apiserver.url"
+  echo "http://127.0.0.1:$moto_port" >"$STATE/moto.url"
+  wait_for "etcd health" etcd 150 health etcd
 
   local d=$STATE/pki
   start kube-apiserver "$KUBE_DIR/bin/kube-apiserver" \
@@ -275,9 +314,8 @@ cmd_up() {
     --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
     --disable-admission-plugins ServiceAccount
   write_kubeconfig "$api_port"
-  wait_for "kube-apiserver /readyz" kube-apiserver 600 \
-    curl -fsS --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" "https://127.0.0.1:$api_port/readyz"
-  wait_for "moto" moto 150 curl -fsS "http://127.0.0.1:$moto_port/moto-api/"
+  wait_for "kube-apiserver /readyz" kube-apiserver 600 health kube-apiserver
+  wait_for "moto" moto 150 health moto
   write_env "$moto_port"
   log "up in $((SECONDS - start))s: kube-apiserver https://127.0.0.1:$api_port, etcd 127.0.0.1:$etcd_port, SSM http://127.0.0.1:$moto_port"
   log "use it with: source $STATE/env"
@@ -288,7 +326,7 @@ cmd_down() {
   stop etcd
   stop moto
   # Keep logs/ for post-mortems; everything else is state of this run.
-  rm -rf "$STATE/pki" "$STATE/etcd" "$STATE/env" "$STATE/kubeconfig"
+  rm -rf "$STATE/pki" "$STATE/etcd" "$STATE/env" "$STATE/kubeconfig" "$STATE"/*.cmd "$STATE"/*.url
   log "down"
 }
 
@@ -314,5 +352,6 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  restart|start|stop|pause|resume) cmd_component "$1" "${2:-}" ;;
   *) usage; exit 2 ;;
 esac

@@ -22,6 +22,37 @@ pub fn spread(interval: Duration) -> Duration {
     interval - Duration::from_millis(tenth) + Duration::from_millis(offset)
 }
 
+/// Backoff of the watches after an error, reset on success. kube-runtime backs off the merged
+/// stream of all four watches, so when the API server comes back and each watch meets one
+/// `410 Expired` and relists, those four one-off errors would stack four growing delays. So the
+/// first four consecutive errors retry after 100-200 ms; after that the delay doubles from
+/// 500 ms to a 5 s cap (kube-runtime's default: 800 ms to 30 s), jittered.
+/// The number of watches one controller runs (VaultConnections, Secrets, namespaces, siblings).
+const WATCHES: u32 = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct WatchBackoff {
+    attempt: u32,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.attempt = self.attempt.saturating_add(1);
+        Some(match self.attempt.checked_sub(WATCHES) {
+            None | Some(0) => jittered(1, Duration::from_millis(200), Duration::from_secs(5)),
+            Some(n) => jittered(n, Duration::from_millis(500), Duration::from_secs(5)),
+        })
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +75,31 @@ mod tests {
         let samples: std::collections::BTreeSet<_> =
             (0..50).map(|_| jittered(5, base, max)).collect();
         assert!(samples.len() > 10, "jitter spreads retries");
+    }
+
+    #[test]
+    fn watch_backoff_is_capped_at_five_seconds_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut b = WatchBackoff::default();
+        for _ in 0..4 {
+            let quick = b.next().unwrap();
+            assert!(
+                quick <= Duration::from_millis(200),
+                "one quick retry per watch: {quick:?}"
+            );
+        }
+        let fifth = b.next().unwrap();
+        assert!(
+            fifth >= Duration::from_millis(250) && fifth <= Duration::from_millis(500),
+            "{fifth:?}"
+        );
+        let late = b.by_ref().take(20).last().unwrap();
+        assert!(
+            late <= Duration::from_secs(5) && late >= Duration::from_millis(2500),
+            "{late:?}"
+        );
+        b.reset();
+        assert!(b.next().unwrap() <= Duration::from_millis(200));
     }
 
     #[test]

@@ -770,6 +770,7 @@ pub async fn run_scope(
                 .map(|vc| ObjectRef::from_obj(&**vc))
                 .collect::<Vec<_>>()
         })
+        .trigger_backoff(backoff::WatchBackoff::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -48,6 +48,10 @@ impl TestEnv {
         let dir = std::env::var("VCO_TESTENV_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv"));
+        Self::read_env_file(&dir)
+    }
+
+    fn read_env_file(dir: &std::path::Path) -> Option<(String, String, String)> {
         let text = std::fs::read_to_string(dir.join("env")).ok()?;
         let var = |name: &str| {
             text.lines().find_map(|l| {
@@ -316,5 +320,54 @@ where
             panic!("timed out after {secs}s waiting for {what}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A test environment of a test's own (`hack/testenv.sh up` in a private state directory), for
+/// tests that stop, freeze or restart its parts. Torn down when dropped.
+pub struct PrivateEnv {
+    /// The environment, as for [`TestEnv::get`].
+    pub env: TestEnv,
+    dir: PathBuf,
+}
+
+impl PrivateEnv {
+    /// Starts a private environment (about 3 s once the binaries are cached).
+    pub fn up(name: &str) -> PrivateEnv {
+        let dir = repo()
+            .join("target")
+            .join(unique(&format!("testenv-{name}")));
+        let (ok, _, err) = run(std::process::Command::new(repo().join("hack/testenv.sh"))
+            .arg("up")
+            .env("VCO_TESTENV_DIR", &dir));
+        assert!(ok, "hack/testenv.sh up failed: {err}");
+        let (kubeconfig, ssm_endpoint, bin) =
+            TestEnv::read_env_file(&dir).expect("private env file");
+        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+        PrivateEnv {
+            env: TestEnv {
+                kubeconfig: PathBuf::from(kubeconfig),
+                ssm_endpoint,
+                path,
+            },
+            dir,
+        }
+    }
+
+    /// `hack/testenv.sh ACTION COMPONENT` (restart, stop, start, pause, resume).
+    pub fn component(&self, action: &str, component: &str) {
+        let (ok, _, err) = run(std::process::Command::new(repo().join("hack/testenv.sh"))
+            .args([action, component])
+            .env("VCO_TESTENV_DIR", &self.dir));
+        assert!(ok, "hack/testenv.sh {action} {component} failed: {err}");
+    }
+}
+
+impl Drop for PrivateEnv {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo().join("hack/testenv.sh"))
+            .arg("down")
+            .env("VCO_TESTENV_DIR", &self.dir)
+            .output();
     }
 }
