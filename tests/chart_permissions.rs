@@ -174,3 +174,72 @@ spec: {{vaultType: onepassword, credentialsSecretRef: {{name: creds}}}}
         "the operator hit a permission it lacks:\n{logs}"
     );
 }
+
+#[tokio::test]
+async fn a_namespace_admin_manages_connections_but_cannot_raise_its_own_tier() {
+    let env = TestEnv::get();
+    let client = env.kube().await;
+    install_crd(&client).await;
+    let release_ns = namespace(&client, "vco-rbac").await;
+    let team_ns = namespace(&client, "team-rbac").await;
+    let release = Release::install(&env, &release_ns, &["--set", "replicaCount=1"]);
+    // No controller-manager runs here to fill the aggregated `admin` role, so bind what it
+    // aggregates: the bootstrap admin/edit/view parts and the chart's admin role.
+    let user = unique("alice");
+    for role in [
+        "system:aggregate-to-admin".to_owned(),
+        "system:aggregate-to-edit".to_owned(),
+        "system:aggregate-to-view".to_owned(),
+        format!("{}-admin", release.fullname()),
+    ] {
+        let binding = unique("ns-admin");
+        run(
+            &env,
+            "kubectl",
+            &[
+                "create",
+                "rolebinding",
+                &binding,
+                "-n",
+                &team_ns,
+                "--clusterrole",
+                &role,
+                "--user",
+                &user,
+            ],
+            None,
+        )
+        .expect_success();
+    }
+    let can_sub = |verb: &str, resource: &str, subresource: &str| {
+        let mut args = vec![
+            "auth", "can-i", verb, resource, "-n", &team_ns, "--as", &user,
+        ];
+        if !subresource.is_empty() {
+            args.extend(["--subresource", subresource]);
+        }
+        run(&env, "kubectl", &args, None).stdout.trim() == "yes"
+    };
+    let can = |verb: &str, resource: &str| can_sub(verb, resource, "");
+    assert!(can("create", "vaultconnections.vaultconnections.io"));
+    assert!(can("delete", "vaultconnections.vaultconnections.io"));
+    assert!(
+        !can("patch", "namespaces"),
+        "a namespace admin must not relabel (re-tier) its namespace"
+    );
+    assert!(!can("update", "namespaces"));
+    assert!(
+        !can("create", "resourcequotas"),
+        "nor lift its ResourceQuota"
+    );
+    assert!(!can("patch", "resourcequotas"));
+    assert!(can_sub(
+        "get",
+        "vaultconnections.vaultconnections.io",
+        "status"
+    ));
+    assert!(
+        !can_sub("patch", "vaultconnections.vaultconnections.io", "status"),
+        "nor forge status"
+    );
+}
