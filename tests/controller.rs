@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
@@ -66,27 +65,7 @@ impl World {
 
     /// `kubectl apply` of YAML text into the namespace.
     fn apply(&self, yaml: &str) {
-        let mut child = self
-            .env
-            .command("kubectl")
-            .args(["apply", "-n", &self.ns, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.env.apply(&self.ns, yaml);
     }
 
     fn apply_file(&self, file: &str) {

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
@@ -11,23 +10,6 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, unique};
-
-fn apply(env: &TestEnv, ns: &str, yaml: &str) {
-    let mut child = env
-        .command("kubectl")
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
 
 fn reconciles(op: &Operator) -> usize {
     op.logs()
@@ -73,8 +55,7 @@ async fn exactly_one_replica_reconciles_and_a_standby_takes_over_when_the_leader
         (&mut b, &mut a)
     };
 
-    apply(
-        &env,
+    env.apply(
         &ns,
         r#"apiVersion: v1
 kind: Secret

@@ -101,6 +101,31 @@ impl TestEnv {
         ]
     }
 
+    /// `kubectl apply` of YAML text into namespace `ns`; fails the test if kubectl does.
+    pub fn apply(&self, ns: &str, yaml: &str) {
+        use std::io::Write as _;
+        let mut child = self
+            .command("kubectl")
+            .args(["apply", "-n", ns, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write YAML");
+        let out = child.wait_with_output().expect("kubectl finishes");
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A `std::process::Command` for PROGRAM with the environment's variables.
     pub fn command(&self, program: &str) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
