@@ -380,7 +380,7 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
         env: vec![("AWS_ENDPOINT_URL_SSM".into(), endpoint)],
     };
     let started = Instant::now();
-    let _op = Operator::start(&env, &ns, &prefix, &opts).await;
+    let op = Operator::start(&env, &ns, &prefix, &opts).await;
     let n = 3;
     env.apply(&ns, &connections(n, "t-"));
     converged(&env, &client, &ns, &prefix, n, 90, |i| format!("ops_t-{i}")).await;
@@ -420,6 +420,11 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
     assert!(
         reasons.iter().any(|r| r == "Throttled"),
         "a Throttled event was published: {reasons:?}"
+    );
+    let metrics = op.metrics_text().await;
+    assert!(
+        metrics.contains(r#"vault_connection_operator_reconcile_errors_total{reason="Throttled"}"#),
+        "failed reconciles are counted by reason:\n{metrics}"
     );
     // Once converged, nothing more is written.
     tokio::time::sleep(Duration::from_secs(2)).await;
