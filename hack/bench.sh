@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Benchmarks the operator (docs/performance.md): create, rotate, restart, idle, noise, write
+# rate, drift repair and delete, on a private test environment in target/bench-env that is torn
+# down at the end (also on failure). Writes target/bench/results.json and prints a Markdown table.
+#
+#   hack/bench.sh            default sizes (about 10 minutes on 2 cores)
+#   hack/bench.sh --quick    small sizes to check the harness (about 4 minutes)
+#   hack/bench.sh --keep     leave the environment up afterwards (stop it with --down)
+#   hack/bench.sh --down     stop an environment left with --keep
+#
+# Sizes come from environment variables (defaults in hack/bench.py):
+#   BENCH_N=1000 BENCH_WRITE_RATE=10 BENCH_ROTATIONS=50 BENCH_IDLE_SECONDS=120
+#   BENCH_DRIFT_INTERVAL=60 BENCH_NOISE=10000 BENCH_NOISE_KIB=10 BENCH_RATE_N=150 BENCH_RATE=3
+#   BENCH_DRIFT_N=20 BENCH_CONCURRENCY=4 BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,drift,delete
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# A private environment: never the default target/testenv that tests and other people use.
+export VCO_TESTENV_DIR="$ROOT/target/bench-env"
+STATE=$VCO_TESTENV_DIR
+KEEP=false
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Stops the operator the driver left behind (it normally stops its own), by recorded pid.
+stop_operator() {
+  [ -f "$STATE/operator.pid" ] || return 0
+  local pid; pid=$(cat "$STATE/operator.pid")
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$ROOT/target/release/vault-connection-operator run"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$STATE/operator.pid"
+}
+
+case "${1:-}" in
+  "") ;;
+  --keep) KEEP=true ;;
+  --quick)
+    : "${BENCH_N:=100}" "${BENCH_ROTATIONS:=10}" "${BENCH_IDLE_SECONDS:=30}" "${BENCH_DRIFT_INTERVAL:=15}"
+    : "${BENCH_NOISE:=1000}" "${BENCH_RATE_N:=30}" "${BENCH_DRIFT_N:=10}"
+    export BENCH_N BENCH_ROTATIONS BENCH_IDLE_SECONDS BENCH_DRIFT_INTERVAL BENCH_NOISE BENCH_RATE_N BENCH_DRIFT_N
+    ;;
+  --down) stop_operator; hack/testenv.sh down; exit 0 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+esac
+
+hack/testenv.sh install
+if [ "$KEEP" = false ]; then
+  trap 'rc=$?; stop_operator; hack/testenv.sh down >/dev/null 2>&1 || true; exit $rc' EXIT
+  trap 'exit 130' INT TERM
+fi
+stop_operator
+# A fresh environment every run, so counters and objects start from zero.
+hack/testenv.sh down >/dev/null 2>&1 || true
+hack/testenv.sh up
+# shellcheck disable=SC1091
+source "$STATE/env"
+
+log "building the operator (release)"
+cargo build --release --bin vault-connection-operator
+kubectl apply --server-side -f crds/vaultconnections.yaml >/dev/null
+kubectl wait --for condition=established --timeout=30s crd/vaultconnections.vaultconnections.io >/dev/null
+
+mkdir -p target/bench
+"$VCO_TESTENV_PYTHON" hack/bench.py | tee target/bench/table.md
