@@ -113,6 +113,19 @@ impl Context {
         self.confirmed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the connection `uid` was confirmed in SSM less than half a drift interval ago
+    /// with the same spec generation, Secret version and parameter version as `now`.
+    fn recently_confirmed(&self, uid: &str, now: &Confirmed) -> bool {
+        self.confirmed().get(uid).is_some_and(|last| {
+            last.at.elapsed() < self.settings.drift_interval / 2
+                && *last
+                    == Confirmed {
+                        at: last.at,
+                        ..now.clone()
+                    }
+        })
+    }
+
     /// Counts a failure of `key` and returns how many in a row.
     fn failed(&self, key: &str) -> u32 {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -377,21 +390,13 @@ async fn evaluate(vc: &VaultConnection, ctx: &Context) -> Result<Outcome, Error>
         parameter_version,
         at: Instant::now(),
     };
-    if let Some(recorded) = recorded {
-        let last = ctx.confirmed().get(&uid).cloned();
-        if let Some(last) = last
-            && last.at.elapsed() < s.drift_interval / 2
-            && last
-                == (Confirmed {
-                    at: last.at,
-                    ..seen(recorded.version)
-                })
-        {
-            return Ok(Outcome::Ready {
-                parameter: recorded.clone(),
-                change: Change::None,
-            });
-        }
+    if let Some(recorded) = recorded
+        && ctx.recently_confirmed(&uid, &seen(recorded.version))
+    {
+        return Ok(Outcome::Ready {
+            parameter: recorded.clone(),
+            change: Change::None,
+        });
     }
     Ok(match sync(ctx, &target).await {
         Ok((parameter, change)) => {
