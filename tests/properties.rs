@@ -917,6 +917,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn a_parameter_name_lies_under_its_own_namespace_and_names_one_connection_only(
+        prefix in prop_oneof![
+            2 => Just("/vault-connections".to_owned()),
+            2 => "/[a-z]{1,8}(/[a-z_.-]{1,8}){0,3}",
+            1 => nasty_string(),
+        ],
+        cluster in prop_oneof![2 => "[a-z0-9-]{1,20}", 1 => nasty_string()],
+        namespace in prop_oneof![3 => "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", 1 => nasty_string()],
+        name in prop_oneof![3 => dns_subdomain(), 1 => nasty_string()],
+    ) {
+        let Ok(full) = document::parameter_name(&prefix, &cluster, &namespace, &name) else {
+            return Ok(());
+        };
+        // Exactly {prefix}/{cluster}/{namespace}/{name}, and reading the levels back from the
+        // end gives the same namespace and name: no two connections share a parameter, and no
+        // connection reaches into another namespace's levels.
+        prop_assert_eq!(&full, &format!("{prefix}/{cluster}/{namespace}/{name}"));
+        let mut levels = full.rsplitn(4, '/');
+        prop_assert_eq!(levels.next(), Some(name.as_str()));
+        prop_assert_eq!(levels.next(), Some(namespace.as_str()));
+        prop_assert_eq!(levels.next(), Some(cluster.as_str()));
+        prop_assert_eq!(levels.next(), Some(prefix.as_str()));
+        prop_assert!(full.len() <= 1011 && full.split('/').count() - 1 <= 15);
+        prop_assert!(full.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)));
+    }
+}
+
 // ---- the validate path -----------------------------------------------------------------------
 
 /// The lines `validate` prints for a report.
