@@ -43,6 +43,7 @@ SETTINGS = {
     "BENCH_DRIFT_N": (20, "connections whose parameters are changed out of band in the drift scenario"),
     "BENCH_DRIFT_REPAIR_INTERVAL": (20, "VCO_DRIFT_CHECK_INTERVAL (seconds) in the drift scenario"),
     "BENCH_CONCURRENCY": (4, "VCO_CONCURRENCY of the operator"),
+    "BENCH_POLL_MS": (20, "how often the rotate scenario polls GetParameter for the new version"),
     "BENCH_SCENARIOS": ("create,rotate,restart,idle,noise,rate,delete,drift", "scenarios to run"),
 }
 
@@ -114,7 +115,7 @@ class Kube:
 
     def request(self, method, path, body=None, content_type="application/json", ok=(200, 201)):
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": "vco-bench"}
         if data is not None:
             headers["Content-Type"] = content_type
         for attempt in range(3):
@@ -336,6 +337,7 @@ class Operator:
 
     def __init__(self, namespaces, write_rate, drift_interval, label):
         Operator.count += 1
+        self.scrapes = 0
         self.port = free_port()
         self.label = label
         self.log_path = os.path.join(OUT_DIR, "logs", f"operator-{Operator.count}-{label}.log")
@@ -384,6 +386,9 @@ class Operator:
         raise RuntimeError(f"operator {path} not OK within {seconds}s; log: {self.log_path}")
 
     def metrics(self):
+        # Each scrape costs the operator CPU (about 1 ms at N=1000): count them, so CPU figures
+        # can be read with the harness's share in mind.
+        self.scrapes += 1
         for attempt in range(5):
             try:
                 with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
@@ -564,7 +569,14 @@ class Bench:
         self.created = False
 
     def record(self, name, parameters, figures, goals):
-        entry = {"scenario": name, "parameters": parameters, "figures": figures, "goals": goals}
+        entry = {
+            "scenario": name,
+            "parameters": parameters,
+            "figures": figures,
+            "goals": goals,
+            # Other work on the machine skews timings: the load average says how much there was.
+            "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+        }
         self.results.append(entry)
         log(f"{name}: {json.dumps(figures)}")
         self.save()
@@ -586,7 +598,7 @@ class Bench:
         base = ZERO  # a fresh process: its counters start at zero
         log(f"create: operator started; waiting until {n} connections are Ready")
         # From the process start: the objects existed before it.
-        t_ready, _ = self.op.wait(lambda s: s.ready() >= n, timeout=max(600, 3 * n / rate), what="all Ready", poll=0.2)
+        t_ready, _ = self.op.wait(lambda s: s.ready() >= n, timeout=max(600, 3 * n / rate), what="all Ready", poll=0.5)
         after = self.op.settle()
         t_settled = time.monotonic() - self.op.started
         proc = self.op.proc_status()
@@ -612,6 +624,7 @@ class Bench:
                 "api_reads": api_reads(api1, api0),
                 "reconciles": reconcile_stats(after, base),
                 "operator": proc,
+                "harness_scrapes_of_operator_metrics": self.op.scrapes,
             },
             {
                 "ssm_calls_per_connection": "1 GetParameter (not found) + 1 PutParameter",
@@ -630,8 +643,16 @@ class Bench:
         api0 = api_requests(self.kube)
         proc0 = op.proc_status()
         lat = []
+        poll = setting("BENCH_POLL_MS") / 1000
+        # Rotations back to back would queue behind the write rate (each waits ~1/rate for a
+        # token once the burst is spent) and measure the rate limiter, not the reaction: start
+        # each rotation at least one token period after the previous one.
+        spacing = 1.0 / float(op.settings["VCO_SSM_WRITE_RATE"]) + 0.02
         log(f"rotate: rotating {m} Secrets one at a time")
+        last = 0.0
         for k in range(m):
+            time.sleep(max(0.0, last + spacing - time.monotonic()))
+            last = time.monotonic()
             i = k * step
             name = f"conn-{i:05d}"
             pname = param_name(NS_MAIN, name)
@@ -647,7 +668,7 @@ class Bench:
                     break
                 if time.monotonic() - t0 > 60:
                     raise RuntimeError(f"rotation of {name} not stored within 60s; log: {op.log_path}")
-                time.sleep(0.02)
+                time.sleep(poll)
         after = op.settle()
         api1 = api_requests(self.kube)
         ssm = diff_counts(after.ssm_by_op(), before.ssm_by_op())
@@ -655,7 +676,13 @@ class Bench:
         lat.sort()
         self.record(
             "rotate",
-            {"N": self.n, "M": m, "poll_interval_ms": 20, **op.settings},
+            {
+                "N": self.n,
+                "M": m,
+                "poll_interval_ms": setting("BENCH_POLL_MS"),
+                "min_spacing_ms": round(spacing * 1000),
+                **op.settings,
+            },
             {
                 "latency_ms": {
                     "p50": round(pct(lat, 50), 1),
@@ -804,7 +831,7 @@ class Bench:
         api0 = api_requests(self.kube)
         self.rate_op = op = start_operator([NS_RATE], rate, 3600, "rate")
         base = ZERO
-        t, _ = op.wait(lambda s: s.ready() >= n, timeout=max(600, 3 * n / rate), what="all Ready", poll=0.2)
+        t, _ = op.wait(lambda s: s.ready() >= n, timeout=max(600, 3 * n / rate), what="all Ready", poll=0.5)
         after = op.settle()
         api1 = api_requests(self.kube)
         ssm = diff_counts(after.ssm_by_op(), base.ssm_by_op())
