@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fuzzes the YAML path of `validate` (fuzz/fuzz_targets/validate_yaml.rs) for a bounded time.
+#
+#   hack/fuzz.sh [SECONDS]     default 60
+#
+# Installs cargo-fuzz when it is missing. Uses a nightly toolchain when one is installed, else the
+# stable one with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly-only compiler flags); set
+# VCO_FUZZ_TOOLCHAIN=stable or nightly to choose. Seeds: the committed fuzz/seeds/validate_yaml/
+# and every manifest under examples/; what the fuzzer learns grows fuzz/corpus/validate_yaml/
+# (not committed). Exits non-zero when the fuzzer finds a crash, a failed assertion or a timeout;
+# the input is then kept under fuzz/artifacts/validate_yaml/, and
+# `cargo fuzz run validate_yaml FILE` (with the same toolchain) replays it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { printf '[fuzz %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+TARGET=validate_yaml
+DURATION=${1:-60}
+case $DURATION in
+  '' | *[!0-9]*)
+    echo "usage: hack/fuzz.sh [SECONDS]" >&2
+    exit 2
+    ;;
+esac
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz (once per machine)"
+  cargo install cargo-fuzz --locked
+fi
+
+TOOLCHAIN=${VCO_FUZZ_TOOLCHAIN:-}
+if [ -z "$TOOLCHAIN" ]; then
+  TOOLCHAIN=stable
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then TOOLCHAIN=nightly; fi
+fi
+case $TOOLCHAIN in
+  nightly) FUZZ=(cargo +nightly fuzz) ;;
+  stable)
+    export RUSTC_BOOTSTRAP=1
+    FUZZ=(cargo fuzz)
+    ;;
+  *)
+    echo "VCO_FUZZ_TOOLCHAIN must be nightly or stable, not $TOOLCHAIN" >&2
+    exit 2
+    ;;
+esac
+log "toolchain: $TOOLCHAIN${RUSTC_BOOTSTRAP:+ with RUSTC_BOOTSTRAP=1}"
+
+# The fuzz crate is a workspace of its own; start its lock file from the operator's, so the code
+# under test builds with exactly the versions the operator ships (cargo adds the fuzz-only crates).
+if [ ! -f fuzz/Cargo.lock ] || [ Cargo.lock -nt fuzz/Cargo.lock ]; then
+  cp Cargo.lock fuzz/Cargo.lock
+fi
+
+CORPUS=fuzz/corpus/$TARGET
+mkdir -p "$CORPUS"
+log "building $TARGET (the first build on a machine takes minutes)"
+"${FUZZ[@]}" build "$TARGET"
+
+log "fuzzing $TARGET for ${DURATION}s"
+# The first corpus directory is where libFuzzer writes new inputs; the others are only read.
+# -timeout: an input that takes 10 s is a bug of its own (the largest is 8 KB).
+"${FUZZ[@]}" run "$TARGET" "$CORPUS" "fuzz/seeds/$TARGET" examples -- \
+  -max_total_time="$DURATION" -max_len=8192 -timeout=10 \
+  -dict="fuzz/$TARGET.dict" -print_final_stats=1
+log "no crash in ${DURATION}s"
