@@ -22,6 +22,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -104,7 +105,7 @@ class Kube:
             files[name] = path
         self.ctx = ssl.create_default_context(cafile=files["ca.crt"])
         self.ctx.load_cert_chain(files["admin.crt"], files["admin.key"])
-        self.local = __import__("threading").local()
+        self.local = threading.local()
 
     def _conn(self):
         conn = getattr(self.local, "conn", None)
@@ -718,7 +719,6 @@ class Bench:
         api1 = api_requests(self.kube)
         ssm = diff_counts(after.ssm_by_op(), base.ssm_by_op())
         writes = api_writes(api1, api0)
-        self.restart_done = time.monotonic()
         self.record(
             "restart",
             {"N": n, **op.settings},
