@@ -46,6 +46,11 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_SSM_WRITE_RATE", default_value_t = 3.0)]
     pub ssm_write_rate: f64,
 
+    /// Most SSM read calls per second: GetParameter, DescribeParameters and ListTagsForResource
+    /// together (GetParameter's default quota is 40).
+    #[arg(long, env = "VCO_SSM_READ_RATE", default_value_t = 20.0)]
+    pub ssm_read_rate: f64,
+
     /// Timeout of one SSM request attempt (the SDK retries throttling and 5xx within 3 attempts).
     #[arg(long, env = "VCO_SSM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub ssm_timeout: Duration,
@@ -112,6 +117,9 @@ impl RunArgs {
         }
         if !self.ssm_write_rate.is_finite() || self.ssm_write_rate <= 0.0 {
             return Err("--ssm-write-rate: must be a positive number of writes per second".into());
+        }
+        if !self.ssm_read_rate.is_finite() || self.ssm_read_rate <= 0.0 {
+            return Err("--ssm-read-rate: must be a positive number of reads per second".into());
         }
         if self.leader_election && self.lease_duration < Duration::from_secs(2) {
             return Err("--lease-duration: must be at least 2s".into());

@@ -68,6 +68,7 @@ pub struct Context {
     pub store: Store<VaultConnection>,
     failures: Mutex<HashMap<String, u32>>,
     confirmed: Mutex<HashMap<String, Confirmed>>,
+    scheduled: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What the last successful sync of a connection saw. A reconcile that sees the same spec
@@ -106,7 +107,16 @@ impl Context {
             store,
             failures: Mutex::new(HashMap::new()),
             confirmed: Mutex::new(HashMap::new()),
+            scheduled: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Whether this is the first drift check this process schedules for `key`.
+    fn first_check(&self, key: &str) -> bool {
+        self.scheduled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned())
     }
 
     fn confirmed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Confirmed>> {
@@ -258,7 +268,13 @@ async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     Ok(match &outcome {
         Outcome::Ready { .. } => {
             ctx.succeeded(&key);
-            Action::requeue(drift)
+            // The first check after start-up lands anywhere in the interval, so a restart over
+            // many connections does not bunch every later check into a tenth of it.
+            if ctx.first_check(&key) {
+                Action::requeue(backoff::anywhere_within(ctx.settings.drift_interval))
+            } else {
+                Action::requeue(drift)
+            }
         }
         Outcome::NotReady(f) if f.transient => {
             let n = ctx.failed(&key);
@@ -671,6 +687,10 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let uid = vc.uid().unwrap_or_default();
     ctx.succeeded(&uid);
     ctx.confirmed().remove(&uid);
+    ctx.scheduled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&uid);
     tracing::info!(namespace = ns, name, "cleaned up");
     Ok(Action::await_change())
 }

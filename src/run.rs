@@ -54,6 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ssm = Ssm::new(
         aws_sdk_ssm::Client::new(&aws),
         args.ssm_write_rate,
+        args.ssm_read_rate,
         metrics.clone(),
     );
     let settings = Settings {

@@ -139,23 +139,38 @@ pub struct Write<'a> {
 pub struct Ssm {
     client: aws_sdk_ssm::Client,
     writes: Arc<DefaultDirectRateLimiter>,
+    reads: Arc<DefaultDirectRateLimiter>,
     metrics: Metrics,
+}
+
+/// A limiter of `rate` calls per second (fractional rates allowed, at least one an hour), with a
+/// burst of one second's worth.
+fn limiter(rate: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / rate.clamp(1.0 / 3600.0, 10_000.0));
+    let burst = NonZeroU32::new(rate.max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    RateLimiter::direct(quota)
 }
 
 const TOO_MANY_UPDATES_RETRIES: u32 = 4;
 
 impl Ssm {
-    /// Wraps a client; `write_rate` is PutParameter calls per second (AWS's default quota is 3).
-    pub fn new(client: aws_sdk_ssm::Client, write_rate: f64, metrics: Metrics) -> Ssm {
-        // Express fractional rates as one write per period; at least one write per hour.
-        let period = Duration::from_secs_f64(1.0 / write_rate.clamp(1.0 / 3600.0, 10_000.0));
-        let burst = NonZeroU32::new(write_rate.max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
+    /// Wraps a client. `write_rate` is PutParameter calls per second (AWS's default quota is
+    /// 3); `read_rate` is GetParameter, DescribeParameters and ListTagsForResource calls per
+    /// second together (GetParameter's default quota is 40), so a restart over many connections
+    /// does not burst into throttling.
+    pub fn new(
+        client: aws_sdk_ssm::Client,
+        write_rate: f64,
+        read_rate: f64,
+        metrics: Metrics,
+    ) -> Ssm {
         Ssm {
             client,
-            writes: Arc::new(RateLimiter::direct(quota)),
+            writes: Arc::new(limiter(write_rate)),
+            reads: Arc::new(limiter(read_rate)),
             metrics,
         }
     }
@@ -179,6 +194,7 @@ impl Ssm {
 
     /// Reads a parameter, decrypted; `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<Current>, SsmError> {
+        self.reads.until_ready().await;
         let result = self
             .client
             .get_parameter()
@@ -213,6 +229,7 @@ impl Ssm {
                 op: "DescribeParameters",
                 code: "RequestConstruction".into(),
             })?;
+        self.reads.until_ready().await;
         let result = self
             .client
             .describe_parameters()
@@ -234,6 +251,7 @@ impl Ssm {
 
     /// Reads a parameter's tags; `None` when it does not exist.
     pub async fn tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, SsmError> {
+        self.reads.until_ready().await;
         let result = self
             .client
             .list_tags_for_resource()

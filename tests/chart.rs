@@ -135,12 +135,15 @@ fn every_operator_flag_is_passed_as_an_environment_variable_with_its_default() {
         ("VCO_CONCURRENCY", "4"),
         ("VCO_DRIFT_CHECK_INTERVAL", "5m"),
         ("VCO_SSM_WRITE_RATE", "3"),
+        ("VCO_SSM_READ_RATE", "20"),
+        ("VCO_SSM_TIMEOUT", "10s"),
         ("VCO_TIER_LIMITS", "enterprise=unlimited,free=1,team=10"),
         ("VCO_DEFAULT_TIER", "team"),
         ("VCO_LOG_FORMAT", "json"),
         ("VCO_LOG_LEVEL", "info"),
         ("VCO_LEADER_ELECTION", "true"),
         ("VCO_LEASE_NAME", "vault-connection-operator"),
+        ("VCO_LEASE_DURATION", "15s"),
         ("VCO_METRICS_ADDR", "0.0.0.0:8080"),
     ];
     for (name, value) in expected {
@@ -183,11 +186,14 @@ operator:
   concurrency: 16
   driftCheckInterval: 1h30m
   ssmWriteRate: 0.5
+  ssmReadRate: 7.5
+  ssmTimeout: 3s
   tierLimits: {gold: 1000000, bronze: 0, silver: unlimited, free: null, team: null, enterprise: null}
   defaultTier: bronze
   logFormat: text
   logLevel: debug
   leaseName: vco-leader
+  leaseDuration: 30s
 aws:
   region: eu-central-1
 extraEnv:
@@ -210,12 +216,15 @@ extraEnv:
         ("VCO_CONCURRENCY", "16"),
         ("VCO_DRIFT_CHECK_INTERVAL", "1h30m"),
         ("VCO_SSM_WRITE_RATE", "0.5"),
+        ("VCO_SSM_READ_RATE", "7.5"),
+        ("VCO_SSM_TIMEOUT", "3s"),
         ("VCO_TIER_LIMITS", "bronze=0,gold=1000000,silver=unlimited"),
         ("VCO_DEFAULT_TIER", "bronze"),
         ("VCO_LOG_FORMAT", "text"),
         ("VCO_LOG_LEVEL", "debug"),
         ("VCO_LEADER_ELECTION", "false"),
         ("VCO_LEASE_NAME", "vco-leader"),
+        ("VCO_LEASE_DURATION", "30s"),
         ("AWS_REGION", "eu-central-1"),
         ("AWS_ENDPOINT_URL_SSM", "http://ssm.example:4566"),
     ];
