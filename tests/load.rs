@@ -32,6 +32,8 @@ async fn a_thousand_connections_at_once_all_become_ready_with_minimal_ssm_calls(
     let opts = OperatorOptions {
         env: vec![
             ("VCO_SSM_WRITE_RATE".into(), WRITE_RATE.to_string()),
+            // Reads (one GetParameter per create) must not be the bottleneck here.
+            ("VCO_SSM_READ_RATE".into(), (2 * WRITE_RATE).to_string()),
             ("VCO_DEFAULT_TIER".into(), "enterprise".into()),
             ("VCO_LOG_LEVEL".into(), "info".into()),
         ],
