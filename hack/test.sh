@@ -37,3 +37,5 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 log "cargo test"
 cargo test --no-fail-fast
+log "fuzz the validate command's YAML path (bounded)"
+hack/fuzz.sh "${VCO_FUZZ_SECONDS:-60}"

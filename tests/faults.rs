@@ -409,6 +409,13 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
     );
     // The throttled round reached status as a transient reason, then recovered.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    // AWS's message text never reaches users: errors are classified by their code alone.
+    let everything =
+        serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap();
+    assert!(
+        !everything.contains("injected by the test"),
+        "AWS's message text reached an event"
+    );
     let reasons: Vec<String> = events
         .list(&Default::default())
         .await
