@@ -44,6 +44,7 @@ SETTINGS = {
     "BENCH_DRIFT_N": (20, "connections whose parameters are changed out of band in the drift scenario"),
     "BENCH_DRIFT_REPAIR_INTERVAL": (20, "VCO_DRIFT_CHECK_INTERVAL (seconds) in the drift scenario"),
     "BENCH_CONCURRENCY": (4, "VCO_CONCURRENCY of the operator"),
+    "BENCH_READ_RATE": (20.0, "VCO_SSM_READ_RATE of the operator (its default)"),
     "BENCH_POLL_MS": (20, "how often the rotate scenario polls GetParameter for the new version"),
     "BENCH_SCENARIOS": ("create,rotate,restart,idle,noise,rate,delete,drift", "scenarios to run"),
 }
@@ -351,6 +352,7 @@ class Operator:
                 "VCO_SSM_WRITE_RATE": str(write_rate),
                 "VCO_DRIFT_CHECK_INTERVAL": f"{drift_interval}s",
                 "VCO_CONCURRENCY": str(setting("BENCH_CONCURRENCY")),
+                "VCO_SSM_READ_RATE": str(setting("BENCH_READ_RATE")),
                 "VCO_LOG_FORMAT": "json",
                 "VCO_LOG_LEVEL": "info",
             }
@@ -359,6 +361,7 @@ class Operator:
             "VCO_SSM_WRITE_RATE": write_rate,
             "VCO_DRIFT_CHECK_INTERVAL": f"{drift_interval}s",
             "VCO_CONCURRENCY": setting("BENCH_CONCURRENCY"),
+            "VCO_SSM_READ_RATE": setting("BENCH_READ_RATE"),
         }
         logf = open(self.log_path, "wb")
         self.started = time.monotonic()

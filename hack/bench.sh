@@ -11,7 +11,7 @@
 # Sizes come from environment variables (defaults in hack/bench.py):
 #   BENCH_N=1000 BENCH_WRITE_RATE=10 BENCH_ROTATIONS=50 BENCH_POLL_MS=20 BENCH_IDLE_SECONDS=120
 #   BENCH_DRIFT_INTERVAL=60 BENCH_NOISE=10000 BENCH_NOISE_KIB=10 BENCH_RATE_N=150 BENCH_RATE=3
-#   BENCH_DRIFT_N=20 BENCH_DRIFT_REPAIR_INTERVAL=20 BENCH_CONCURRENCY=4
+#   BENCH_DRIFT_N=20 BENCH_DRIFT_REPAIR_INTERVAL=20 BENCH_CONCURRENCY=4 BENCH_READ_RATE=20
 #   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift (delete needs rate)
 # Flags combine: hack/bench.sh --quick --keep.
 set -euo pipefail
