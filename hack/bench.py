@@ -229,6 +229,11 @@ class OpSnapshot:
     def activity(self):
         return self.ssm() + self.reconciles()
 
+    def writes(self):
+        """SSM calls that change something: what must stop before a phase counts as settled
+        while drift checks (reads) go on, as they do continuously after a restart."""
+        return sum(self.ssm(op) for op in ("PutParameter", "DeleteParameter", "AddTagsToResource"))
+
     def buckets(self):
         out = {}
         for (n, labels), v in self.s.items():
@@ -436,13 +441,16 @@ class Operator:
                 raise RuntimeError(f"timed out after {timeout}s waiting for {what}; log: {self.log_path}")
             time.sleep(poll)
 
-    def settle(self, quiet=3.0, timeout=120):
-        """Waits until no SSM call or reconcile happened for `quiet` seconds; returns the snapshot."""
+    def settle(self, quiet=3.0, timeout=120, reads_continue=False):
+        """Waits until no SSM call or reconcile happened for `quiet` seconds (with
+        `reads_continue`, no SSM write: the operator spreads its first drift checks over the
+        whole interval, so after a start-up it is never quiet); returns the snapshot."""
         start = time.monotonic()
-        last, since = self.metrics().activity(), time.monotonic()
+        measure = (lambda m: m.writes()) if reads_continue else (lambda m: m.activity())
+        last, since = measure(self.metrics()), time.monotonic()
         while time.monotonic() - since < quiet:
             time.sleep(0.25)
-            now = self.metrics().activity()
+            now = measure(self.metrics())
             if now != last:
                 last, since = now, time.monotonic()
             if time.monotonic() - start > timeout:
@@ -718,7 +726,7 @@ class Bench:
         t_ready = op.ready_after
         log(f"restart: waiting until all {n} connections were checked")
         t_caught, _ = op.wait(lambda s: s.ssm("GetParameter") >= n, timeout=600, what="catch-up", poll=0.1)
-        after = op.settle()
+        after = op.settle(reads_continue=True)
         api1 = api_requests(self.kube)
         ssm = diff_counts(after.ssm_by_op(), base.ssm_by_op())
         writes = api_writes(api1, api0)
@@ -748,7 +756,7 @@ class Bench:
             stop_operator(op)
             self.op = op = start_operator([NS_MAIN], setting("BENCH_WRITE_RATE"), interval, "idle")
             op.wait(lambda s: s.ssm("GetParameter") >= n, timeout=600, what="catch-up")
-        op.settle()
+        op.settle(reads_continue=True)
         since_start = time.monotonic() - op.started
         before = op.metrics()
         api0 = api_requests(self.kube)
