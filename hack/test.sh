@@ -36,6 +36,11 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 log "cargo test"
-cargo test --no-fail-fast
+results="$VCO_TESTENV_DIR/cargo-test.log"
+# --all-targets: unit, integration and property tests (the crate has no doctests).
+cargo test --no-fail-fast --all-targets 2>&1 | tee "$results"
 log "fuzz the validate command's YAML path (bounded)"
 hack/fuzz.sh "${VCO_FUZZ_SECONDS:-60}"
+# One closing line over every test binary (cargo prints one per binary).
+sum() { grep -o "[0-9]* $1" "$results" | awk '{n += $1} END {print n + 0}'; }
+echo "$(sum passed) passed, $(sum failed) failed"

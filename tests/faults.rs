@@ -171,14 +171,15 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
         "status names the failure: {message}"
     );
     private.component("resume", "moto");
-    let params = converged(env, &client, &ns, &prefix, n, 60, |i| {
+    // The two rotated connections hold v2 credentials, the others still v1.
+    let latest = |i: usize| {
         if i < 2 {
             format!("ops_v2-{i}")
         } else {
             format!("ops_v1-{i}")
         }
-    })
-    .await;
+    };
+    let params = converged(env, &client, &ns, &prefix, n, 60, latest).await;
     println!(
         "outage (frozen emulator) recovered {:?} after it began",
         down.elapsed()
@@ -191,14 +192,7 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
     // Outage with state loss: the emulator restarts empty; the drift check recreates everything.
     let restarted = Instant::now();
     private.component("restart", "moto");
-    let params = converged(env, &client, &ns, &prefix, n, 60, |i| {
-        if i < 2 {
-            format!("ops_v2-{i}")
-        } else {
-            format!("ops_v1-{i}")
-        }
-    })
-    .await;
+    let params = converged(env, &client, &ns, &prefix, n, 60, latest).await;
     println!("emulator state loss repaired in {:?}", restarted.elapsed());
     assert!(
         params.values().all(|(_, v)| *v == 1),
