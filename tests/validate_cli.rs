@@ -83,21 +83,12 @@ fn malformed_yaml_exits_2_with_its_location() {
 
 #[test]
 fn stdin_is_read_with_dash() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
-        .args(["validate", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let text = std::fs::read(repo().join("examples/invalid/missing-key.yaml")).unwrap();
-    child.stdin.take().unwrap().write_all(&text).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(repo().join("examples/invalid/missing-key.yaml")).unwrap();
+    let (code, out, _) = validate_stdin(&text);
+    assert_eq!(code, Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .starts_with("<stdin>:1: Secret/creds[access_token]: key is missing")
+        out.starts_with("<stdin>:1: Secret/creds[access_token]: key is missing"),
+        "{out}"
     );
 }
 
