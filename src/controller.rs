@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -298,11 +298,7 @@ async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn publish_events(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) {
-    let previous = vc
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.reason.as_str());
+    let previous = ready_reason(vc);
     let event = match outcome {
         Outcome::Ready { parameter, change } => {
             let (reason, verb) = match change {
@@ -807,12 +803,16 @@ pub async fn run_scope(
         .await;
 }
 
-/// The reason of a connection's Ready condition, if it has one.
-pub fn ready_reason(vc: &VaultConnection) -> Option<&str> {
+/// A connection's Ready condition, if it has one.
+pub fn ready_condition(vc: &VaultConnection) -> Option<&Condition> {
     vc.status
         .as_ref()?
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.as_str())
+}
+
+/// The reason of a connection's Ready condition, if it has one.
+pub fn ready_reason(vc: &VaultConnection) -> Option<&str> {
+    ready_condition(vc).map(|c| c.reason.as_str())
 }

@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
-use crate::controller::{AWS_MANAGED_KEY, Settings, Shared, ready_reason, run_scope};
+use crate::controller::{
+    AWS_MANAGED_KEY, Settings, Shared, ready_condition, ready_reason, run_scope,
+};
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
 
@@ -92,11 +94,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let stores = scrape_stores.lock().unwrap_or_else(|e| e.into_inner());
         let all: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
         scrape_metrics.set_connections(all.iter().map(|vc| {
-            let status = vc
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                .map_or("Unknown", |c| c.status.as_str());
+            let status = ready_condition(vc).map_or("Unknown", |c| c.status.as_str());
             (status, ready_reason(vc).unwrap_or("Pending"))
         }));
     });

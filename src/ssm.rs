@@ -143,6 +143,14 @@ pub struct Ssm {
     metrics: Metrics,
 }
 
+/// SSM tags from a tag map (a tag's builder fails only without key or value, which a map entry
+/// always has).
+fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
+
 /// A limiter of `rate` calls per second (fractional rates allowed, at least one an hour), with a
 /// burst of one second's worth.
 fn limiter(rate: f64) -> DefaultDirectRateLimiter {
@@ -287,11 +295,7 @@ impl Ssm {
         w: &Write<'_>,
         tags: &BTreeMap<String, String>,
     ) -> Result<Option<i64>, SsmError> {
-        let tags = tags
-            .iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
-        self.put(w, false, Some(tags)).await
+        self.put(w, false, Some(to_tags(tags))).await
     }
 
     /// Overwrites a parameter's value (no tags: AWS rejects tags together with overwrite).
@@ -355,16 +359,12 @@ impl Ssm {
         name: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), SsmError> {
-        let tags: Vec<Tag> = tags
-            .iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
         let result = self
             .client
             .add_tags_to_resource()
             .resource_type(ResourceTypeForTagging::Parameter)
             .resource_id(name)
-            .set_tags(Some(tags))
+            .set_tags(Some(to_tags(tags)))
             .send()
             .await;
         self.record("AddTagsToResource", &result);
