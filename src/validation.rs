@@ -93,8 +93,6 @@ pub mod limits {
     pub const SECRET_PATH_MAX: usize = 500;
     /// KMS key id length.
     pub const KMS_KEY_ID: (usize, usize) = (1, 2048);
-    /// Kubernetes object name length (DNS-1123 subdomain).
-    pub const SECRET_NAME: (usize, usize) = (1, 253);
 }
 
 /// The non-secret, provider-specific settings of a valid spec.
