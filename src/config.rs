@@ -30,6 +30,17 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_DEFAULT_KMS_KEY_ID")]
     pub default_kms_key_id: Option<String>,
 
+    /// KMS keys a connection may name in spec.ssm.kmsKeyId besides the default key,
+    /// comma-separated and compared as written (list every form used: key id, ARN, alias).
+    /// Default: only the default key.
+    #[arg(long, env = "VCO_ALLOWED_KMS_KEYS", value_delimiter = ',')]
+    pub allowed_kms_keys: Vec<String>,
+
+    /// Accept Doppler personal (dp.pt.) and CLI (dp.ct.) tokens. They carry one person's access
+    /// to the whole workspace, so they are refused unless this is set.
+    #[arg(long, env = "VCO_ALLOW_DOPPLER_PERSONAL_TOKENS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_doppler_personal_tokens: bool,
+
     /// Namespaces to watch, comma-separated (default: all namespaces).
     #[arg(long, env = "VCO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,

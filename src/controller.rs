@@ -28,7 +28,9 @@ use crate::metrics::Metrics;
 use crate::ssm::{Ssm, SsmError, Write};
 use crate::status::{self, Change, Failure, Outcome, Stage};
 use crate::tiers::{TierLimits, position};
-use crate::validation::{ErrorKind, SecretData, summarize, validate_credentials, validate_spec};
+use crate::validation::{
+    ErrorKind, Policy, SecretData, check_kms_key, summarize, validate_credentials, validate_spec,
+};
 
 /// Value of the `managed-by` tag on every parameter the operator owns.
 pub const MANAGED_BY: &str = "vault-connection-operator";
@@ -50,6 +52,8 @@ pub struct Settings {
     pub default_tier: String,
     /// Interval of the drift check.
     pub drift_interval: Duration,
+    /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
+    pub policy: Policy,
 }
 
 /// What every reconcile shares.
@@ -341,6 +345,9 @@ async fn evaluate(vc: &VaultConnection, ctx: &Context) -> Result<Outcome, Error>
         Ok(spec) => spec,
         Err(errors) => return Ok(fail(Stage::Valid, "InvalidSpec", summarize(&errors), false)),
     };
+    if let Err(e) = check_kms_key(&spec, &ctx.settings.policy) {
+        return Ok(fail(Stage::Valid, e.kind.reason(), e.to_string(), false));
+    }
     let s = &ctx.settings;
     let param = match parameter_name(&s.prefix, &s.cluster, &ns, &name) {
         Ok(p) => p,
@@ -353,7 +360,7 @@ async fn evaluate(vc: &VaultConnection, ctx: &Context) -> Result<Outcome, Error>
     if let Some(failure) = tier_check(vc, &ns, ctx).await? {
         return Ok(failure);
     }
-    let connection = match validate_credentials(&spec, &data) {
+    let connection = match validate_credentials(&spec, &data, &s.policy) {
         Ok(c) => c,
         Err(errors) => {
             let reason = if errors.iter().any(|e| e.kind == ErrorKind::MissingKey) {

@@ -17,6 +17,7 @@ use crate::controller::{
 };
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
+use crate::validation::Policy;
 
 /// Sets up logging. A bare level applies to the operator's own logs (dependencies log warnings
 /// and errors); a full filter directive (`info,kube=debug`) is used as given.
@@ -59,17 +60,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.ssm_read_rate,
         metrics.clone(),
     );
+    let default_kms_key_id = args
+        .default_kms_key_id
+        .clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned());
+    let policy = Policy::for_operator(
+        args.allow_doppler_personal_tokens,
+        &default_kms_key_id,
+        &args.allowed_kms_keys,
+    );
     let settings = Settings {
         prefix: args.ssm_prefix.clone(),
         cluster: args.cluster_name.clone(),
-        default_kms_key_id: args
-            .default_kms_key_id
-            .clone()
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned()),
+        default_kms_key_id,
         tiers: args.tier_limits.clone(),
         default_tier: args.default_tier.clone(),
         drift_interval: args.drift_check_interval,
+        policy,
     };
     let namespaces = args.watched_namespaces();
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
