@@ -4,6 +4,7 @@
 //! The pure core ([`validation`], [`document`]) decides; the shell (controller, SSM client)
 //! reads and writes.
 
+pub mod admission;
 pub mod api;
 pub mod backoff;
 pub mod config;
