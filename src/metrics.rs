@@ -52,6 +52,7 @@ struct Inner {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     connections: Family<ConditionLabels, Gauge>,
+    leader: Gauge,
     ready: AtomicBool,
 }
 
@@ -95,6 +96,13 @@ impl Metrics {
             "VaultConnections by Ready condition status and reason",
             connections.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process reconciles (it holds the Lease, or runs without leader \
+             election), 0 while it stands by",
+            leader.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -103,6 +111,7 @@ impl Metrics {
                 reconcile_errors,
                 reconcile_duration,
                 connections,
+                leader,
                 ready: AtomicBool::new(false),
             }),
         }
@@ -141,6 +150,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Marks this process as the one reconciling (leader) or standing by.
+    pub fn set_leader(&self, leader: bool) {
+        self.inner.leader.set(i64::from(leader));
     }
 
     /// Marks the operator ready (caches synced, leadership settled) or not.

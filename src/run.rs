@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         metrics.set_ready(false);
+        metrics.set_leader(true);
         tracing::info!(identity, "became leader");
         let lost = async move {
             let _ = leader.wait_for(|is_leader| !*is_leader).await;
@@ -146,6 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .shared();
         Some(lost)
     } else {
+        metrics.set_leader(true);
         None
     };
     let stop = {
