@@ -13,16 +13,22 @@ pub const ARGOCD_HEALTH: &str = concat!(
     "/charts/vault-connection-operator/docs/argocd-health.lua"
 );
 
-/// The installed tool NAME: looked up in `VCO_TESTENV_BIN` (set by the environment file), else
-/// where `hack/testenv.sh path` says the cache puts it.
+/// The installed tool NAME: looked up in `VCO_TESTENV_BIN` (set by the environment file), then
+/// where `hack/testenv.sh path` says the cache puts it (an environment started before the tool
+/// was added does not list it).
 pub fn tool(name: &str) -> PathBuf {
-    let dirs = std::env::var("VCO_TESTENV_BIN").ok().unwrap_or_else(|| {
+    let from_script = || {
         let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv.sh"))
             .arg("path")
             .output()
             .expect("run hack/testenv.sh path");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    });
+    };
+    let dirs = format!(
+        "{}:{}",
+        std::env::var("VCO_TESTENV_BIN").unwrap_or_default(),
+        from_script()
+    );
     std::env::split_paths(&dirs)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
