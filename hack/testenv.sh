@@ -119,7 +119,7 @@ install_helm() {
 
 install_promtool() {
   if [ -x "$PROMTOOL_DIR/bin/promtool" ]; then log "promtool (prometheus v$PROMETHEUS_VERSION): cached"; return; fi
-  log "promtool: building from github.com/prometheus/prometheus v$PROMETHEUS_VERSION (cold: ~3-6 min)"
+  log "promtool: building from github.com/prometheus/prometheus v$PROMETHEUS_VERSION (cold: ~5-10 min)"
   go_wrapper "$PROMTOOL_DIR"
   (
     cd "$PROMTOOL_DIR"
@@ -136,7 +136,7 @@ install_promtool() {
 # gopher-lua). Rebuilt whenever its source changes, since the cache key is a hash of it.
 install_ecosystem() {
   if [ -x "$ECO_DIR/bin/vco-ecosystem" ]; then log "vco-ecosystem ($(basename "$ECO_DIR")): cached"; return; fi
-  log "vco-ecosystem: building hack/ecosystem (cold: ~1 min)"
+  log "vco-ecosystem: building hack/ecosystem (cold: ~1-3 min, warm: seconds)"
   mkdir -p "$ECO_DIR/bin"
   (cd "$ECO_SRC" && go build -trimpath -ldflags "-s -w" -o "$ECO_DIR/bin/vco-ecosystem.tmp" .)
   mv "$ECO_DIR/bin/vco-ecosystem.tmp" "$ECO_DIR/bin/vco-ecosystem"

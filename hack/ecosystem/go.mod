@@ -1,6 +1,6 @@
 module github.com/vault-connection-operator/hack/ecosystem
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/yuin/gopher-lua v1.1.1

@@ -13,9 +13,8 @@ pub const ARGOCD_HEALTH: &str = concat!(
     "/charts/vault-connection-operator/docs/argocd-health.lua"
 );
 
-/// The installed tool NAME: looked up in `VCO_TESTENV_BIN` (set by the environment file), then
-/// where `hack/testenv.sh path` says the cache puts it (an environment started before the tool
-/// was added does not list it).
+/// The installed tool NAME: looked up where `hack/testenv.sh path` says the cache puts it, then
+/// in `VCO_TESTENV_BIN` (set by the environment file).
 pub fn tool(name: &str) -> PathBuf {
     let from_script = || {
         let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv.sh"))
@@ -24,10 +23,11 @@ pub fn tool(name: &str) -> PathBuf {
             .expect("run hack/testenv.sh path");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    // The script first: its path names the build of the current hack/ecosystem source.
     let dirs = format!(
         "{}:{}",
-        std::env::var("VCO_TESTENV_BIN").unwrap_or_default(),
-        from_script()
+        from_script(),
+        std::env::var("VCO_TESTENV_BIN").unwrap_or_default()
     );
     std::env::split_paths(&dirs)
         .map(|d| d.join(name))
