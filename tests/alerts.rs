@@ -210,6 +210,40 @@ fn disabled_alerts_are_left_out_and_alert_labels_are_added() {
     }
 }
 
+#[tokio::test]
+async fn the_dashboard_config_map_is_accepted_by_the_api_server_where_the_sidecar_looks() {
+    let env = TestEnv::get();
+    let client = env.kube().await;
+    let ns = namespace(&client, "dashboard").await;
+    let grafana = namespace(&client, "grafana").await;
+    let manifests = chart_support::template_text(
+        &env,
+        RELEASE,
+        &ns,
+        &[
+            "--set",
+            "dashboard.enabled=true",
+            "--set",
+            &format!("dashboard.namespace={grafana}"),
+            "--show-only",
+            "templates/dashboard.yaml",
+        ],
+    );
+    let out = chart_support::run(
+        &env,
+        "kubectl",
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&manifests),
+    )
+    .expect_success();
+    assert!(
+        out.contains("configmap/rel-vault-connection-operator-dashboard created (server dry run)"),
+        "{out}"
+    );
+    let objects = chart_support::parse_documents(&manifests);
+    assert_eq!(objects[0]["metadata"]["namespace"], grafana.as_str());
+}
+
 // ---- live scrapes -----------------------------------------------------------------------------
 
 /// One sample of a scrape: metric name, labels, value.
