@@ -12,8 +12,6 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of the resource.
-pub const GROUP: &str = "vaultconnections.io";
 /// Finalizer that guards removal of the SSM parameter.
 pub const FINALIZER: &str = "vaultconnections.io/cleanup";
 /// Label a Secret must carry (with value `"true"`) before the operator reads it.

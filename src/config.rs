@@ -4,7 +4,25 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
+use crate::reconcile::AWS_MANAGED_KEY;
 use crate::tiers::TierLimits;
+
+/// Operator-wide settings the reconciler needs, built from the flags by [`RunArgs::settings`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Parameter name prefix.
+    pub prefix: String,
+    /// Cluster name in parameter names and tags.
+    pub cluster: String,
+    /// KMS key for connections that name none.
+    pub default_kms_key_id: String,
+    /// Connection limits by tier.
+    pub tiers: TierLimits,
+    /// Tier of unlabelled namespaces.
+    pub default_tier: String,
+    /// Interval of the drift check.
+    pub drift_interval: Duration,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -128,6 +146,32 @@ impl RunArgs {
             return Err("--drift-check-interval: must be at least 1s".into());
         }
         Ok(())
+    }
+
+    /// The reconciler's settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            prefix: self.ssm_prefix.clone(),
+            cluster: self.cluster_name.clone(),
+            default_kms_key_id: self
+                .default_kms_key_id
+                .clone()
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned()),
+            tiers: self.tier_limits.clone(),
+            default_tier: self.default_tier.clone(),
+            drift_interval: self.drift_check_interval,
+        }
+    }
+
+    /// The scopes to run a controller over: each watched namespace, or all (`None`).
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        let namespaces = self.watched_namespaces();
+        if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.into_iter().map(Some).collect()
+        }
     }
 
     /// The namespaces to watch; empty means all.

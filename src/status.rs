@@ -4,28 +4,36 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{ParameterStatus, VaultConnectionStatus};
-
-/// Which condition a failure belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// The spec, the Secret or the credentials (`Valid`).
-    Valid,
-    /// Storing the parameter (`Synced`).
-    Synced,
-}
+use crate::api::{ParameterStatus, VaultConnection, VaultConnectionStatus};
+use crate::reason::{Reason, Stage};
 
 /// Why a connection is not Ready. `message` comes from a fixed template: never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// Where it failed.
-    pub stage: Stage,
-    /// Condition reason, e.g. `SecretNotFound`.
-    pub reason: &'static str,
+    /// Condition reason; it also says which condition failed and whether a retry can help.
+    pub reason: Reason,
     /// What is wrong and what to do.
     pub message: String,
+}
+
+impl Failure {
+    /// A failure with `reason` and a message from a fixed template.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Which condition failed.
+    pub fn stage(&self) -> Stage {
+        self.reason.stage().unwrap_or(Stage::Synced)
+    }
+
     /// Whether a quick retry can help.
-    pub transient: bool,
+    pub fn transient(&self) -> bool {
+        self.reason.is_transient()
+    }
 }
 
 /// What the operator did to the parameter.
@@ -57,9 +65,9 @@ pub enum Outcome {
 
 impl Outcome {
     /// The `Ready` condition's reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Outcome::Ready { .. } => "Synced",
+            Outcome::Ready { .. } => Reason::Synced,
             Outcome::NotReady(f) => f.reason,
         }
     }
@@ -107,26 +115,27 @@ pub fn next(
                 parameter.name, parameter.version
             );
             (
-                cond("Ready", true, "Synced", msg.clone()),
+                cond("Ready", true, Reason::Synced.as_str(), msg.clone()),
                 cond(
                     "Valid",
                     true,
                     "Valid",
                     "spec and credentials are valid".into(),
                 ),
-                cond("Synced", true, "Synced", msg),
+                cond("Synced", true, Reason::Synced.as_str(), msg),
             )
         }
         Outcome::NotReady(f) => {
-            let ready = cond("Ready", false, f.reason, f.message.clone());
-            match f.stage {
+            let reason = f.reason.as_str();
+            let ready = cond("Ready", false, reason, f.message.clone());
+            match f.stage() {
                 Stage::Valid => (
                     ready,
-                    cond("Valid", false, f.reason, f.message.clone()),
+                    cond("Valid", false, reason, f.message.clone()),
                     cond(
                         "Synced",
                         false,
-                        f.reason,
+                        reason,
                         "nothing written: the connection is not valid".into(),
                     ),
                 ),
@@ -138,7 +147,7 @@ pub fn next(
                         "Valid",
                         "spec and credentials are valid".into(),
                     ),
-                    cond("Synced", false, f.reason, f.message.clone()),
+                    cond("Synced", false, reason, f.message.clone()),
                 ),
             }
         }
@@ -167,6 +176,20 @@ pub fn next(
     }
 }
 
+/// A connection's Ready condition, if it has one.
+pub fn ready_condition(vc: &VaultConnection) -> Option<&Condition> {
+    vc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// The reason of a connection's Ready condition, if it has one.
+pub fn ready_reason(vc: &VaultConnection) -> Option<&str> {
+    ready_condition(vc).map(|c| c.reason.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,13 +214,8 @@ mod tests {
         }
     }
 
-    fn failure(stage: Stage, reason: &'static str) -> Outcome {
-        Outcome::NotReady(Failure {
-            stage,
-            reason,
-            message: "m".into(),
-            transient: false,
-        })
+    fn failure(reason: Reason) -> Outcome {
+        Outcome::NotReady(Failure::new(reason, "m"))
     }
 
     fn get<'a>(s: &'a VaultConnectionStatus, t: &str) -> &'a Condition {
@@ -226,12 +244,7 @@ mod tests {
     #[test]
     fn a_validation_failure_marks_valid_and_synced_false_and_keeps_the_parameter() {
         let first = next(None, Some(1), &ready(4, Change::Created), t(10));
-        let s = next(
-            Some(&first),
-            Some(2),
-            &failure(Stage::Valid, "MissingKey"),
-            t(20),
-        );
+        let s = next(Some(&first), Some(2), &failure(Reason::MissingKey), t(20));
         assert_eq!(get(&s, "Ready").reason, "MissingKey");
         assert_eq!(get(&s, "Valid").status, "False");
         assert_eq!(get(&s, "Synced").status, "False");
@@ -246,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_sync_failure_keeps_valid_true() {
-        let s = next(None, Some(1), &failure(Stage::Synced, "Throttled"), t(5));
+        let s = next(None, Some(1), &failure(Reason::Throttled), t(5));
         assert_eq!(get(&s, "Valid").status, "True");
         assert_eq!(get(&s, "Synced").reason, "Throttled");
         assert_eq!(get(&s, "Ready").status, "False");
@@ -254,20 +267,28 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_status_is_unchanged() {
-        let a = next(
-            None,
-            Some(1),
-            &failure(Stage::Valid, "SecretNotFound"),
-            t(1),
-        );
-        let b = next(
-            Some(&a),
-            Some(1),
-            &failure(Stage::Valid, "MissingKey"),
-            t(2),
-        );
+        let a = next(None, Some(1), &failure(Reason::SecretNotFound), t(1));
+        let b = next(Some(&a), Some(1), &failure(Reason::MissingKey), t(2));
         assert_eq!(get(&b, "Ready").last_transition_time, t(1));
         assert_eq!(get(&b, "Ready").reason, "MissingKey");
+    }
+
+    #[test]
+    fn every_failure_reason_lands_on_ready_and_on_its_own_condition() {
+        for reason in Reason::ALL {
+            let Some(stage) = reason.stage() else {
+                continue;
+            };
+            let s = next(None, Some(1), &failure(reason), t(1));
+            assert_eq!(get(&s, "Ready").reason, reason.as_str());
+            assert_eq!(get(&s, "Ready").status, "False");
+            let own = match stage {
+                Stage::Valid => "Valid",
+                Stage::Synced => "Synced",
+            };
+            assert_eq!(get(&s, own).reason, reason.as_str(), "{reason}");
+            assert_eq!(get(&s, own).status, "False", "{reason}");
+        }
     }
 
     #[test]

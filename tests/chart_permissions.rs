@@ -142,7 +142,7 @@ spec: {{vaultType: onepassword, credentialsSecretRef: {{name: creds}}}}
         "Ready status (status subresource and events allowed)",
         || async {
             let vc = vcs.get("conn").await.ok()?;
-            vault_connection_operator::controller::ready_reason(&vc)
+            vault_connection_operator::status::ready_reason(&vc)
                 .filter(|r| *r == "Synced")
                 .map(drop)
         },

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use vault_connection_operator::api::VaultConnection;
-use vault_connection_operator::controller::ready_reason;
+use vault_connection_operator::status::ready_reason;
 
 use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, run, unique};
 use ecosystem::{argocd_health, kstatus};
