@@ -1,6 +1,6 @@
 //! From the outcome of a reconcile to the status it should leave: the `Ready`, `Valid` and
-//! `Synced` conditions (Kubernetes conventions, kstatus-compatible), the parameter, and the
-//! last sync time. Pure: the controller writes the result only when it differs.
+//! `Synced` conditions (Kubernetes conventions), kstatus's `Stalled` and `Reconciling`, the
+//! parameter, and the last sync time. Pure: the controller writes the result only when it differs.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -35,6 +35,12 @@ impl Failure {
         self.reason.is_transient()
     }
 }
+
+/// The condition that is True while a problem needs a person (kstatus: Failed).
+pub const STALLED: &str = "Stalled";
+/// The condition that is True while the operator retries a transient failure (kstatus:
+/// InProgress).
+pub const RECONCILING: &str = "Reconciling";
 
 /// What the operator did to the parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +158,43 @@ pub fn next(
             }
         }
     };
+    // kstatus's abnormal-true pair: Stalled when a person must act, Reconciling while the
+    // operator retries by itself. (A spec change not yet observed shows as observedGeneration
+    // below generation, which kstatus reads as in progress on its own.)
+    let (stalled, reconciling) = match outcome {
+        Outcome::Ready { .. } => (
+            cond(
+                STALLED,
+                false,
+                Reason::Synced.as_str(),
+                "nothing needs a person".into(),
+            ),
+            cond(
+                RECONCILING,
+                false,
+                Reason::Synced.as_str(),
+                "the parameter holds the current credentials".into(),
+            ),
+        ),
+        Outcome::NotReady(f) if f.transient() => (
+            cond(
+                STALLED,
+                false,
+                f.reason.as_str(),
+                "the operator retries by itself".into(),
+            ),
+            cond(RECONCILING, true, f.reason.as_str(), f.message.clone()),
+        ),
+        Outcome::NotReady(f) => (
+            cond(STALLED, true, f.reason.as_str(), f.message.clone()),
+            cond(
+                RECONCILING,
+                false,
+                f.reason.as_str(),
+                "retrying cannot help until something changes".into(),
+            ),
+        ),
+    };
     let previous_parameter = previous.and_then(|p| p.parameter.clone());
     let previous_sync = previous.and_then(|p| p.last_sync_time.clone());
     let (parameter, last_sync_time) = match outcome {
@@ -170,7 +213,7 @@ pub fn next(
     };
     VaultConnectionStatus {
         observed_generation: generation,
-        conditions: vec![ready, valid, synced],
+        conditions: vec![ready, valid, synced, stalled, reconciling],
         parameter,
         last_sync_time,
     }
@@ -288,6 +331,43 @@ mod tests {
             };
             assert_eq!(get(&s, own).reason, reason.as_str(), "{reason}");
             assert_eq!(get(&s, own).status, "False", "{reason}");
+        }
+    }
+
+    #[test]
+    fn ready_is_neither_stalled_nor_reconciling() {
+        let s = next(None, Some(2), &ready(1, Change::Created), t(1));
+        for c in [STALLED, RECONCILING] {
+            assert_eq!(get(&s, c).status, "False", "{c}");
+            assert_eq!(get(&s, c).observed_generation, Some(2), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_failure_stalls_and_a_transient_one_reconciles() {
+        for reason in Reason::ALL.into_iter().filter(|r| r.stage().is_some()) {
+            let s = next(None, Some(3), &failure(reason), t(1));
+            let (stalled, reconciling) = (get(&s, STALLED), get(&s, RECONCILING));
+            let expect = |transient: bool| if transient { "True" } else { "False" };
+            assert_eq!(stalled.status, expect(!reason.is_transient()), "{reason}");
+            assert_eq!(
+                reconciling.status,
+                expect(reason.is_transient()),
+                "{reason}"
+            );
+            for c in [stalled, reconciling] {
+                assert_eq!(c.reason, reason.as_str());
+                assert_eq!(c.observed_generation, Some(3));
+            }
+            let on = if reason.is_transient() {
+                reconciling
+            } else {
+                stalled
+            };
+            assert_eq!(
+                on.message, "m",
+                "the True one carries the failure's message"
+            );
         }
     }
 
