@@ -44,11 +44,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
     let ssm = ssm_client(&args, metrics.clone()).await;
-    let settings = args.settings();
+    let cluster_id = cluster_id(&client, &args).await?;
+    let settings = args.settings(&cluster_id);
     let scopes = args.scopes();
     tracing::info!(
         prefix = settings.prefix,
         cluster = settings.cluster,
+        cluster_id = settings.cluster_id,
+        adopt_legacy_parameters = settings.adopt_legacy,
         scopes = ?scopes,
         tiers = %settings.tiers,
         default_tier = settings.default_tier,
@@ -118,6 +121,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This cluster's identity: `--cluster-id`, else the uid of the kube-system namespace (which
+/// every cluster has, and no two clusters share).
+async fn cluster_id(client: &Client, args: &RunArgs) -> anyhow::Result<String> {
+    if let Some(id) = &args.cluster_id {
+        return Ok(id.clone());
+    }
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    let uid = namespaces
+        .get_metadata("kube-system")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the kube-system namespace for the cluster id ({e}); grant get on namespaces or set --cluster-id"
+            )
+        })?
+        .metadata
+        .uid
+        .filter(|u| crate::config::valid_cluster_id(u))
+        .ok_or_else(|| anyhow::anyhow!("the kube-system namespace has no usable uid; set --cluster-id"))?;
+    Ok(uid)
 }
 
 /// The SSM client, configured the standard way: region, credential chain (incl. IRSA and EKS Pod

@@ -67,6 +67,8 @@ async fn the_operator_runs_with_exactly_the_charts_service_account_permissions()
             &watch,
             "--set",
             &format!("operator.ssmPrefix={prefix}"),
+            "--set",
+            "operator.clusterName=default",
         ],
     );
     let manifest =

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use secrecy::SecretString;
 
-use super::plan::identity_tags;
+use super::plan::{Legacy, identity_tags};
 use super::read::Inputs;
 use crate::api::{ParameterStatus, VaultConnection};
 use crate::config::Settings;
@@ -32,6 +32,8 @@ pub struct Desired {
     pub recorded: Option<ParameterStatus>,
     /// The spec changed since status was last written.
     pub spec_changed: bool,
+    /// Whether a parameter without a cluster-id tag may be taken over.
+    pub legacy: Legacy,
 }
 
 /// What the parameter should be, or why it cannot be written.
@@ -80,5 +82,6 @@ pub fn desired(
         recorded,
         spec_changed: vc.metadata.generation
             != vc.status.as_ref().and_then(|st| st.observed_generation),
+        legacy: settings.legacy(),
     })
 }

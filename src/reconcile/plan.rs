@@ -17,12 +17,17 @@ use crate::status::Change;
 /// The tags that name a parameter's owner.
 pub type Tags = BTreeMap<String, String>;
 
+/// The tag that names the cluster's identity (the kube-system namespace's uid by default).
+pub const CLUSTER_ID_TAG: &str = "vaultconnections.io/cluster-id";
+
 /// Tag keys that must match for a parameter to be ours (the uid and vault-type tags are
 /// refreshed, not required: a connection deleted with `Retain` and created again under the same
-/// name takes its parameter back).
-const OWNER_KEYS: [&str; 4] = [
+/// name takes its parameter back). The cluster id keeps two clusters that share a cluster name,
+/// an AWS account and a region from claiming each other's parameters.
+const OWNER_KEYS: [&str; 5] = [
     "managed-by",
     "vaultconnections.io/cluster",
+    CLUSTER_ID_TAG,
     "vaultconnections.io/namespace",
     "vaultconnections.io/name",
 ];
@@ -32,6 +37,7 @@ pub fn identity_tags(vc: &VaultConnection, ns: &str, name: &str, s: &Settings) -
     BTreeMap::from([
         ("managed-by".to_owned(), MANAGED_BY.to_owned()),
         ("vaultconnections.io/cluster".to_owned(), s.cluster.clone()),
+        (CLUSTER_ID_TAG.to_owned(), s.cluster_id.clone()),
         ("vaultconnections.io/namespace".to_owned(), ns.to_owned()),
         ("vaultconnections.io/name".to_owned(), name.to_owned()),
         (
@@ -45,11 +51,22 @@ pub fn identity_tags(vc: &VaultConnection, ns: &str, name: &str, s: &Settings) -
     ])
 }
 
-/// A parameter is ours when its tags name this operator, cluster, namespace and connection.
-pub fn owned(tags: &Tags, identity: &Tags) -> bool {
-    OWNER_KEYS
-        .iter()
-        .all(|k| tags.get(*k).is_some() && tags.get(*k) == identity.get(*k))
+/// Whether parameters written before the cluster-id tag existed may be taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legacy {
+    /// No: a parameter without the cluster-id tag is not ours.
+    Refuse,
+    /// Yes, when every other ownership tag matches (the migration path, turned on explicitly).
+    Adopt,
+}
+
+/// A parameter is ours when its tags name this operator, cluster (name and id), namespace and
+/// connection. With [`Legacy::Adopt`], a parameter without any cluster-id tag also counts.
+pub fn owned(tags: &Tags, identity: &Tags, legacy: Legacy) -> bool {
+    OWNER_KEYS.iter().all(|k| {
+        let matches = tags.get(*k).is_some() && tags.get(*k) == identity.get(*k);
+        matches || (*k == CLUSTER_ID_TAG && legacy == Legacy::Adopt && !tags.contains_key(*k))
+    })
 }
 
 /// What the writer has seen of the parameter so far.
@@ -156,7 +173,7 @@ pub fn plan(want: &Desired, seen: Seen<'_>) -> Plan {
     let Some(proof) = proof else {
         return Plan::ReadTags;
     };
-    if !owned(&proof.tags, &want.tags) {
+    if !owned(&proof.tags, &want.tags, want.legacy) {
         return Plan::NotOwned;
     }
     let Some(described) = &proof.described else {
@@ -196,10 +213,10 @@ pub enum Removal {
 }
 
 /// Plans the removal of a parameter with `tags` for a connection with `identity`.
-pub fn removal(tags: Option<&Tags>, identity: &Tags) -> Removal {
+pub fn removal(tags: Option<&Tags>, identity: &Tags, legacy: Legacy) -> Removal {
     match tags {
         None => Removal::Nothing,
-        Some(tags) if !owned(tags, identity) => Removal::NotOwned,
+        Some(tags) if !owned(tags, identity, legacy) => Removal::NotOwned,
         Some(_) => Removal::Delete,
     }
 }
@@ -217,6 +234,7 @@ mod tests {
         Tags::from([
             ("managed-by".into(), MANAGED_BY.into()),
             ("vaultconnections.io/cluster".into(), "prod".into()),
+            (CLUSTER_ID_TAG.into(), "id-prod".into()),
             ("vaultconnections.io/namespace".into(), "team-a".into()),
             ("vaultconnections.io/name".into(), "db".into()),
             ("vaultconnections.io/uid".into(), "u-2".into()),
@@ -238,6 +256,7 @@ mod tests {
                 kms_key_id: Some(key.into()),
             }),
             spec_changed: false,
+            legacy: Legacy::Refuse,
         }
     }
 
@@ -445,10 +464,45 @@ mod tests {
     #[test]
     fn removal_deletes_only_our_parameter() {
         let mine = identity();
-        assert_eq!(removal(None, &mine), Removal::Nothing);
-        assert_eq!(removal(Some(&mine), &mine), Removal::Delete);
+        assert_eq!(removal(None, &mine, Legacy::Refuse), Removal::Nothing);
+        assert_eq!(removal(Some(&mine), &mine, Legacy::Refuse), Removal::Delete);
         let mut theirs = identity();
         theirs.insert("vaultconnections.io/cluster".into(), "staging".into());
-        assert_eq!(removal(Some(&theirs), &mine), Removal::NotOwned);
+        assert_eq!(
+            removal(Some(&theirs), &mine, Legacy::Refuse),
+            Removal::NotOwned
+        );
+    }
+
+    #[test]
+    fn another_cluster_with_the_same_name_owns_nothing_of_ours_even_when_adopting() {
+        let mine = identity();
+        let mut twin = identity();
+        twin.insert(CLUSTER_ID_TAG.into(), "id-staging".into());
+        for legacy in [Legacy::Refuse, Legacy::Adopt] {
+            assert!(!owned(&twin, &mine, legacy));
+            assert_eq!(removal(Some(&twin), &mine, legacy), Removal::NotOwned);
+        }
+    }
+
+    #[test]
+    fn a_parameter_without_a_cluster_id_is_adopted_only_when_asked() {
+        let mine = identity();
+        let mut legacy = identity();
+        legacy.remove(CLUSTER_ID_TAG);
+        assert!(!owned(&legacy, &mine, Legacy::Refuse));
+        assert_eq!(
+            removal(Some(&legacy), &mine, Legacy::Refuse),
+            Removal::NotOwned
+        );
+        assert!(owned(&legacy, &mine, Legacy::Adopt));
+        let mut w = want(Tier::Standard, None);
+        w.legacy = Legacy::Adopt;
+        let p = proof(legacy, Tier::Standard, KEY);
+        assert_eq!(
+            plan(&w, present(1, true, Some(&p))),
+            apply(&[Step::Tag], Tier::Standard, Change::Adopted),
+            "adopting writes the cluster id tag"
+        );
     }
 }

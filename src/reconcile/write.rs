@@ -142,8 +142,8 @@ fn not_owned(name: &str) -> Failure {
     Failure::new(
         Reason::ParameterNotOwned,
         format!(
-            "SSM parameter {name} exists but is not tagged managed-by={} for this connection; \
-             the operator will not overwrite it: delete it or tag it to hand it over",
+            "SSM parameter {name} exists but is not tagged managed-by={} for this connection of this cluster \
+             (cluster name and cluster id); the operator will not overwrite it: delete it or tag it to hand it over",
             super::context::MANAGED_BY
         ),
     )
@@ -161,7 +161,7 @@ fn stored(w: &Write<'_>, version: i64, tier: Tier) -> ParameterStatus {
 /// Deletes the parameter `name` if it is ours; says what was done.
 pub async fn remove(ctx: &Context, name: &str, identity: &Tags) -> Result<Removal, SsmError> {
     let tags = ctx.ssm.tags(name).await?;
-    let decision = removal(tags.as_ref(), identity);
+    let decision = removal(tags.as_ref(), identity, ctx.settings.legacy());
     if decision == Removal::Delete {
         ctx.ssm.delete(name).await?;
     }
