@@ -83,6 +83,7 @@ struct Inner {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     connections: Family<ConditionLabels, Gauge>,
+    leader: Gauge,
     ready: AtomicBool,
 }
 
@@ -126,6 +127,13 @@ impl Metrics {
             "VaultConnections by Ready condition status and reason",
             connections.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process reconciles (it holds the Lease, or runs without leader \
+             election), 0 while it stands by",
+            leader.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -134,6 +142,7 @@ impl Metrics {
                 reconcile_errors,
                 reconcile_duration,
                 connections,
+                leader,
                 ready: AtomicBool::new(false),
             }),
         }
@@ -172,6 +181,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Marks this process as the one reconciling (leader) or standing by.
+    pub fn set_leader(&self, leader: bool) {
+        self.inner.leader.set(i64::from(leader));
     }
 
     /// Marks the operator ready (caches synced, leadership settled) or not.

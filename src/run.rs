@@ -79,6 +79,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     } else {
+        metrics.set_leader(true);
         None
     };
     let stop = {

@@ -102,6 +102,40 @@ fn the_values_schema_rejects_wrong_types_unknown_keys_and_malformed_flags() {
             "podAnnotations:\n  prometheus.io/port: 8080\n",
             "/podAnnotations/prometheus.io~1port",
         ),
+        // ---- alerts and dashboard
+        (
+            "prometheusRule:\n  enabled: \"yes\"\n",
+            "/prometheusRule/enabled",
+        ),
+        (
+            "prometheusRule:\n  severityy: page\n",
+            "additional properties 'severityy'",
+        ),
+        (
+            "prometheusRule:\n  notReadyFor: 15 minutes\n",
+            "/prometheusRule/notReadyFor",
+        ),
+        (
+            "prometheusRule:\n  disabled: [VaultConnectionNotReadyy]\n",
+            "/prometheusRule/disabled/0",
+        ),
+        (
+            "prometheusRule:\n  alertLabels: {team: 1}\n",
+            "/prometheusRule/alertLabels/team",
+        ),
+        (
+            "prometheusRule:\n  alertLabels: {team-name: a}\n",
+            "invalid propertyName 'team-name'",
+        ),
+        ("prometheusRule:\n  job: 'a\"b'\n", "/prometheusRule/job"),
+        (
+            "dashboard:\n  labels: {grafana_dashboard: 1}\n",
+            "/dashboard/labels/grafana_dashboard",
+        ),
+        (
+            "dashboard:\n  namespace: Monitoring\n",
+            "/dashboard/namespace",
+        ),
     ];
     let mut wrong = Vec::new();
     for (values, expected) in cases {
