@@ -8,8 +8,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::context::Context;
@@ -47,6 +47,16 @@ where
     }
 }
 
+/// Objects per page of the initial list (kube-runtime's default is 500: with padded objects that
+/// is hundreds of MiB held at once).
+const LIST_PAGE_SIZE: u32 = 50;
+
+/// Drops what the reconciler never reads before an object is cached.
+pub fn slim(vc: &mut VaultConnection) {
+    vc.metadata.managed_fields = None;
+    vc.metadata.annotations = None;
+}
+
 /// The connections in `store` that `keep` selects, as reconcile requests.
 fn select(
     store: &Store<VaultConnection>,
@@ -74,11 +84,18 @@ pub fn run_scope(
         metrics,
         concurrency,
     } = shared;
-    let controller = Controller::new(
+    // The cache holds only what the reconciler reads: no managedFields, no annotations (each
+    // can be up to 256 KiB), so a namespace admin cannot inflate the operator's memory with
+    // padded objects. Lists come in small pages for the same reason.
+    let (store, writer) = reflector::store();
+    let connections = watcher::watcher(
         api::<VaultConnection>(&client, &scope),
-        watcher::Config::default(),
-    );
-    let store = controller.store();
+        watcher::Config::default().page_size(LIST_PAGE_SIZE),
+    )
+    .modify(slim)
+    .reflect(writer)
+    .applied_objects();
+    let controller = Controller::for_stream(connections, store.clone());
     let ctx = Arc::new(Context::new(
         client.clone(),
         ssm,
