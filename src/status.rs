@@ -164,6 +164,7 @@ pub fn next(
         conditions: vec![ready, valid, synced],
         parameter,
         last_sync_time,
+        verification: previous.and_then(|p| p.verification.clone()),
     }
 }
 

@@ -20,7 +20,7 @@ use hyper::{Method, StatusCode, Uri};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
-use crate::api::VaultType;
+use crate::api::{VaultType, VerificationResult, VerificationStatus};
 use crate::validation::Provider;
 use http::{BaseUrl, Http, Transport};
 
@@ -259,6 +259,74 @@ impl Verdict {
     }
 }
 
+impl Check {
+    /// The check named `label` for `provider`, as [`Check::label`] writes it.
+    pub fn parse(provider: VaultType, label: &str) -> Option<Check> {
+        [
+            Check::DopplerToken,
+            Check::DopplerConfig,
+            Check::InfisicalLogin,
+            Check::InfisicalRead,
+        ]
+        .into_iter()
+        .find(|c| c.label() == label && c.provider() == provider)
+    }
+
+    /// The provider the check calls.
+    pub fn provider(self) -> VaultType {
+        match self {
+            Check::DopplerToken | Check::DopplerConfig => VaultType::Doppler,
+            Check::InfisicalLogin | Check::InfisicalRead => VaultType::Infisical,
+        }
+    }
+}
+
+impl Verdict {
+    /// The record status keeps of a final verdict about `version` (none for transient ones,
+    /// for 1Password, or when the versions are unknown).
+    pub fn to_record(&self, version: &ledger::Version) -> Option<VerificationStatus> {
+        let (secret_resource_version, generation) = (version.secret.clone()?, version.generation?);
+        let (result, check, http_status) = match self {
+            Verdict::Accepted { .. } => (VerificationResult::Accepted, None, None),
+            Verdict::Rejected { check, status, .. } => (
+                VerificationResult::Rejected,
+                Some(check.label().to_owned()),
+                Some(*status),
+            ),
+            Verdict::Unavailable { .. } | Verdict::NotSupported { .. } => return None,
+        };
+        Some(VerificationStatus {
+            secret_resource_version,
+            generation,
+            result,
+            check,
+            http_status,
+        })
+    }
+
+    /// The final verdict `record` holds for `provider`, if it is about `version`.
+    pub fn from_record(
+        record: &VerificationStatus,
+        provider: VaultType,
+        version: &ledger::Version,
+    ) -> Option<Verdict> {
+        if version.secret.as_deref() != Some(record.secret_resource_version.as_str())
+            || version.generation != Some(record.generation)
+            || provider == VaultType::OnePassword
+        {
+            return None;
+        }
+        Some(match record.result {
+            VerificationResult::Accepted => Verdict::Accepted { provider },
+            VerificationResult::Rejected => Verdict::Rejected {
+                provider,
+                check: Check::parse(provider, record.check.as_deref()?)?,
+                status: record.http_status?,
+            },
+        })
+    }
+}
+
 /// Verification settings (from the `run` flags).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -458,6 +526,50 @@ mod tests {
         assert_eq!(step(Check::InfisicalRead, 404), "refused");
         assert_eq!(step(Check::InfisicalRead, 400), "refused");
         assert_eq!(step(Check::DopplerToken, 404), "transient");
+    }
+
+    #[test]
+    fn final_verdicts_round_trip_through_status_for_the_same_version_only() {
+        let v = ledger::Version {
+            secret: Some("42".into()),
+            generation: Some(3),
+        };
+        let rejected = Verdict::Rejected {
+            provider: VaultType::Doppler,
+            check: Check::DopplerConfig,
+            status: 403,
+        };
+        let record = rejected.to_record(&v).unwrap();
+        assert_eq!(
+            Verdict::from_record(&record, VaultType::Doppler, &v),
+            Some(rejected)
+        );
+        let accepted = Verdict::Accepted {
+            provider: VaultType::Infisical,
+        };
+        let record = accepted.to_record(&v).unwrap();
+        assert_eq!(
+            Verdict::from_record(&record, VaultType::Infisical, &v),
+            Some(accepted)
+        );
+        let rotated = ledger::Version {
+            secret: Some("43".into()),
+            generation: Some(3),
+        };
+        assert_eq!(
+            Verdict::from_record(&record, VaultType::Infisical, &rotated),
+            None
+        );
+        let down = Verdict::Unavailable {
+            provider: VaultType::Doppler,
+            check: Check::DopplerToken,
+            cause: Cause::Timeout,
+        };
+        assert_eq!(
+            down.to_record(&v),
+            None,
+            "transient verdicts are not recorded"
+        );
     }
 
     #[test]
