@@ -532,3 +532,22 @@ async fn no_credential_reaches_a_verdict_or_a_log_line_even_when_the_provider_ec
         assert!(!logs.contains(canary), "{canary} leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn every_provider_request_is_counted_by_provider_check_and_outcome() {
+    let fake = infisical_fake("right").await;
+    let metrics = vault_connection_operator::metrics::Metrics::new();
+    let v = verifier(&nothing_listens(), &fake.url).with_metrics(metrics.clone());
+    v.verify(&infisical(CLIENT_ID, "right", "proj-1", "prod", "/"))
+        .await;
+    v.verify(&infisical(CLIENT_ID, "wrong", "proj-1", "prod", "/"))
+        .await;
+    let text = metrics.encode();
+    for line in [
+        r#"provider_requests_total{provider="infisical",check="login",outcome="success"} 1"#,
+        r#"provider_requests_total{provider="infisical",check="read",outcome="success"} 1"#,
+        r#"provider_requests_total{provider="infisical",check="login",outcome="refused"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}

@@ -346,6 +346,7 @@ pub struct Verifier {
     http: Http,
     doppler: BaseUrl,
     infisical: BaseUrl,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Verifier {
@@ -364,7 +365,14 @@ impl Verifier {
             http,
             doppler,
             infisical,
+            metrics: None,
         })
+    }
+
+    /// Counts every provider request in `metrics` (`…_provider_requests_total`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Verifier {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Verifies `provider`'s credentials. Makes at most two requests, stops at the first that
@@ -435,13 +443,24 @@ impl Verifier {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "provider answered"
         );
-        let answer = answer.map_err(|t| unavailable(t.into()))?;
-        match classify(check, answer.status) {
-            Step::Success => Ok(answer.body),
+        let step = match &answer {
+            Ok(a) => classify(check, a.status),
+            Err(t) => Step::NoAnswer((*t).into()),
+        };
+        if let Some(m) = &self.metrics {
+            let outcome = match step {
+                Step::Success => "success",
+                Step::Refused => "refused",
+                Step::NoAnswer(cause) => cause.label(),
+            };
+            m.provider_request(provider.as_str(), check.label(), outcome);
+        }
+        match step {
+            Step::Success => Ok(answer.map(|a| a.body).unwrap_or_default()),
             Step::Refused => Err(Verdict::Rejected {
                 provider,
                 check,
-                status: answer.status.as_u16(),
+                status,
             }),
             Step::NoAnswer(cause) => Err(unavailable(cause)),
         }
