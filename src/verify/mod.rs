@@ -12,6 +12,7 @@ pub mod doppler;
 pub mod http;
 pub mod infisical;
 pub mod ledger;
+pub mod step;
 
 use std::time::Duration;
 
