@@ -353,6 +353,7 @@ class Operator:
             {
                 "VCO_NAMESPACES": ",".join(namespaces),
                 "VCO_SSM_PREFIX": PREFIX,
+                "VCO_CLUSTER_NAME": "default",
                 "VCO_METRICS_ADDR": f"127.0.0.1:{self.port}",
                 "VCO_SSM_WRITE_RATE": str(write_rate),
                 "VCO_DRIFT_CHECK_INTERVAL": f"{drift_interval}s",

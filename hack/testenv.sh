@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The real test environment: kube-apiserver + etcd built from their Go modules, and moto's SSM
-# emulator, all on loopback. See DESIGN.md §7 and the README.
+# emulator, all on loopback. See the README ("The test environment").
 #
 #   hack/testenv.sh install   build/cache the binaries (once per machine, keyed by version)
 #   hack/testenv.sh up        start etcd, kube-apiserver and moto; write target/testenv/{kubeconfig,env}

@@ -12,8 +12,6 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of the resource.
-pub const GROUP: &str = "vaultconnections.io";
 /// Finalizer that guards removal of the SSM parameter.
 pub const FINALIZER: &str = "vaultconnections.io/cleanup";
 /// Label a Secret must carry (with value `"true"`) before the operator reads it.
@@ -273,7 +271,9 @@ pub struct VaultConnectionStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready` (the parameter holds the current credentials), `Valid` (spec and credentials
-    /// pass validation) and `Synced` (the last write or check of the parameter succeeded).
+    /// pass validation), `Synced` (the last write or check of the parameter succeeded),
+    /// `Stalled` (True while a problem needs a person) and `Reconciling` (True while the
+    /// operator retries a transient failure).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

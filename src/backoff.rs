@@ -23,16 +23,24 @@ pub fn spread(interval: Duration) -> Duration {
 }
 
 /// Backoff of the watches after an error, reset on success. kube-runtime backs off the merged
-/// stream of all four watches, so when the API server comes back and each watch meets one
-/// `410 Expired` and relists, those four one-off errors would stack four growing delays. So the
-/// first four consecutive errors retry after 100-200 ms; after that the delay doubles from
-/// 500 ms to a 5 s cap (kube-runtime's default: 800 ms to 30 s), jittered.
-/// The number of watches one controller runs (VaultConnections, Secrets, namespaces, siblings).
-const WATCHES: u32 = 4;
-
-#[derive(Debug, Clone, Default)]
+/// stream of all a controller's watches, so when the API server comes back and each watch meets
+/// one `410 Expired` and relists, those one-off errors would stack growing delays. So the first
+/// error of each watch retries after 100-200 ms; after that the delay doubles from 500 ms to a
+/// 5 s cap (kube-runtime's default: 800 ms to 30 s), jittered.
+#[derive(Debug, Clone)]
 pub struct WatchBackoff {
+    watches: u32,
     attempt: u32,
+}
+
+impl WatchBackoff {
+    /// A backoff for a controller that merges `watches` watches.
+    pub fn new(watches: u32) -> WatchBackoff {
+        WatchBackoff {
+            watches,
+            attempt: 0,
+        }
+    }
 }
 
 impl Iterator for WatchBackoff {
@@ -40,7 +48,7 @@ impl Iterator for WatchBackoff {
 
     fn next(&mut self) -> Option<Duration> {
         self.attempt = self.attempt.saturating_add(1);
-        Some(match self.attempt.checked_sub(WATCHES) {
+        Some(match self.attempt.checked_sub(self.watches) {
             None | Some(0) => jittered(1, Duration::from_millis(200), Duration::from_secs(5)),
             Some(n) => jittered(n, Duration::from_millis(500), Duration::from_secs(5)),
         })
@@ -88,7 +96,7 @@ mod tests {
     #[test]
     fn watch_backoff_is_capped_at_five_seconds_and_resets() {
         use kube::runtime::utils::Backoff;
-        let mut b = WatchBackoff::default();
+        let mut b = WatchBackoff::new(4);
         for _ in 0..4 {
             let quick = b.next().unwrap();
             assert!(

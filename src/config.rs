@@ -4,7 +4,40 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
+use crate::reconcile::AWS_MANAGED_KEY;
 use crate::tiers::TierLimits;
+
+/// Operator-wide settings the reconciler needs, built from the flags by [`RunArgs::settings`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Parameter name prefix.
+    pub prefix: String,
+    /// Cluster name in parameter names and tags.
+    pub cluster: String,
+    /// Cluster identity in tags; a parameter tagged with another is never touched.
+    pub cluster_id: String,
+    /// Take over parameters that carry every ownership tag but the cluster id.
+    pub adopt_legacy: bool,
+    /// KMS key for connections that name none.
+    pub default_kms_key_id: String,
+    /// Connection limits by tier.
+    pub tiers: TierLimits,
+    /// Tier of unlabelled namespaces.
+    pub default_tier: String,
+    /// Interval of the drift check.
+    pub drift_interval: Duration,
+}
+
+impl Settings {
+    /// Whether parameters without a cluster-id tag may be taken over.
+    pub fn legacy(&self) -> crate::reconcile::plan::Legacy {
+        if self.adopt_legacy {
+            crate::reconcile::plan::Legacy::Adopt
+        } else {
+            crate::reconcile::plan::Legacy::Refuse
+        }
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,9 +55,21 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_SSM_PREFIX", default_value = "/vault-connections")]
     pub ssm_prefix: String,
 
-    /// Name of this cluster in parameter names and tags.
-    #[arg(long, env = "VCO_CLUSTER_NAME", default_value = "default")]
+    /// Name of this cluster in parameter names and tags. Give every cluster that shares an AWS
+    /// account and region its own. Empty: derived from the cluster id (`cluster-` and its first
+    /// 12 hex digits), which no other cluster shares.
+    #[arg(long, env = "VCO_CLUSTER_NAME", default_value = "")]
     pub cluster_name: String,
+
+    /// Identity of this cluster, tagged on every parameter and required to match before the
+    /// operator overwrites or deletes one (default: the uid of the kube-system namespace).
+    #[arg(long, env = "VCO_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// Also take over parameters written before parameters carried a cluster id (all other
+    /// ownership tags must match). Turn on once, on one cluster, to migrate; then turn off.
+    #[arg(long, env = "VCO_ADOPT_LEGACY_PARAMETERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub adopt_legacy_parameters: bool,
 
     /// KMS key for connections that set none (default: the AWS managed key alias/aws/ssm).
     #[arg(long, env = "VCO_DEFAULT_KMS_KEY_ID")]
@@ -132,8 +177,17 @@ impl RunArgs {
     /// Checks the settings together; the error names the flag and the rule.
     pub fn check(&self) -> Result<(), String> {
         check_prefix(&self.ssm_prefix).map_err(|e| format!("--ssm-prefix: {e}"))?;
-        crate::document::parameter_name(&self.ssm_prefix, &self.cluster_name, "ns", "name")
-            .map_err(|e: DocumentError| format!("--cluster-name: {e}"))?;
+        if !self.cluster_name.is_empty() {
+            crate::document::parameter_name(&self.ssm_prefix, &self.cluster_name, "ns", "name")
+                .map_err(|e: DocumentError| format!("--cluster-name: {e}"))?;
+        }
+        if let Some(id) = &self.cluster_id
+            && !valid_cluster_id(id)
+        {
+            return Err(
+                "--cluster-id: must be 1-128 letters, digits, '-', '_' or '.' (a tag value)".into(),
+            );
+        }
         if !self.tier_limits.contains(&self.default_tier) {
             return Err(format!(
                 "--default-tier: {:?} is not one of the tiers in --tier-limits ({})",
@@ -186,6 +240,38 @@ impl RunArgs {
         })
     }
 
+    /// The reconciler's settings, for the cluster whose identity is `cluster_id`.
+    pub fn settings(&self, cluster_id: &str) -> Settings {
+        Settings {
+            prefix: self.ssm_prefix.clone(),
+            cluster: if self.cluster_name.is_empty() {
+                derived_cluster_name(cluster_id)
+            } else {
+                self.cluster_name.clone()
+            },
+            cluster_id: cluster_id.to_owned(),
+            adopt_legacy: self.adopt_legacy_parameters,
+            default_kms_key_id: self
+                .default_kms_key_id
+                .clone()
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned()),
+            tiers: self.tier_limits.clone(),
+            default_tier: self.default_tier.clone(),
+            drift_interval: self.drift_check_interval,
+        }
+    }
+
+    /// The scopes to run a controller over: each watched namespace, or all (`None`).
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        let namespaces = self.watched_namespaces();
+        if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.into_iter().map(Some).collect()
+        }
+    }
+
     /// The namespaces to watch; empty means all.
     pub fn watched_namespaces(&self) -> Vec<String> {
         self.namespaces
@@ -193,5 +279,45 @@ impl RunArgs {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect()
+    }
+}
+
+/// Whether `id` can be a cluster id: a tag value of a safe, bounded shape.
+pub fn valid_cluster_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The cluster name used when none is configured: stable for the cluster's lifetime and
+/// different for every cluster (a uid's first 12 hex digits).
+pub fn derived_cluster_name(cluster_id: &str) -> String {
+    let hex: String = cluster_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    format!("cluster-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_cluster_name_is_a_valid_path_segment_from_the_uid() {
+        let name = derived_cluster_name("0A1b2c3d-4e5f-6789-abcd-ef0123456789");
+        assert_eq!(name, "cluster-0a1b2c3d4e5f");
+        assert!(crate::document::parameter_name("/p", &name, "ns", "n").is_ok());
+    }
+
+    #[test]
+    fn a_cluster_id_must_be_a_plain_tag_value() {
+        assert!(valid_cluster_id("0a1b2c3d-4e5f-6789-abcd-ef0123456789"));
+        for bad in ["", "a b", "x/y", &"a".repeat(129)] {
+            assert!(!valid_cluster_id(bad), "{bad:?}");
+        }
     }
 }

@@ -61,7 +61,8 @@ pub fn tier_for(value_len: usize, current: Option<Tier>) -> Result<Tier, Documen
 pub enum DocumentError {
     /// The rendered document exceeds the Advanced tier's limit.
     #[error(
-        "the SSM document would be {len} bytes, over the 8192-byte limit of an Advanced parameter; shorten spec.description or the credentials"
+        "the SSM document would be {len} bytes, over the {max}-byte limit of an Advanced parameter; shorten spec.description or the credentials",
+        max = ADVANCED_MAX_BYTES
     )]
     ValueTooLarge {
         /// Size of the rendered document.
@@ -75,16 +76,16 @@ pub enum DocumentError {
         /// The derived name (names are not secret).
         name: String,
         /// The rule broken.
-        rule: &'static str,
+        rule: String,
     },
 }
 
 /// Checks a parameter-name prefix (the operator's `--ssm-prefix`) against AWS's rules.
 pub fn check_prefix(prefix: &str) -> Result<(), DocumentError> {
-    let invalid = |rule| {
+    let invalid = |rule: &str| {
         Err(DocumentError::InvalidName {
             name: prefix.to_owned(),
-            rule,
+            rule: rule.to_owned(),
         })
     };
     if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
@@ -110,7 +111,7 @@ fn check_chars(name: &str) -> Result<(), DocumentError> {
     } else {
         Err(DocumentError::InvalidName {
             name: name.to_owned(),
-            rule: "may contain only letters, digits and _ . - /",
+            rule: "may contain only letters, digits and _ . - /".into(),
         })
     }
 }
@@ -133,19 +134,19 @@ pub fn parameter_name(
     {
         return Err(DocumentError::InvalidName {
             name: full,
-            rule: "has an empty or nested level",
+            rule: "has an empty or nested level".into(),
         });
     }
     if full.len() > NAME_MAX_LEN {
         return Err(DocumentError::InvalidName {
             name: full,
-            rule: "is longer than 1011 characters",
+            rule: format!("is longer than {NAME_MAX_LEN} characters"),
         });
     }
     if full.split('/').skip(1).count() > NAME_MAX_DEPTH {
         return Err(DocumentError::InvalidName {
             name: full,
-            rule: "is deeper than 15 levels",
+            rule: format!("is deeper than {NAME_MAX_DEPTH} levels"),
         });
     }
     Ok(full)

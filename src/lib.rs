@@ -1,16 +1,19 @@
 //! vault-connection-operator: stores vault-provider credentials from Kubernetes Secrets in AWS
 //! SSM Parameter Store, driven by namespaced `VaultConnection` resources.
 //!
-//! The pure core ([`validation`], [`document`]) decides; the shell (controller, SSM client)
-//! reads and writes.
+//! The pure core ([`validation`], [`document`], [`status`], [`reason`] and the planner in
+//! [`reconcile::plan`]) decides; the shell ([`reconcile`], [`ssm`]) reads and writes.
+//! docs/design.md has the data flow, the module map and the rules between modules.
 
 pub mod api;
 pub mod backoff;
 pub mod config;
-pub mod controller;
 pub mod document;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
+pub mod reason;
+pub mod reconcile;
 pub mod run;
 pub mod ssm;
 pub mod status;

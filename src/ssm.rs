@@ -56,23 +56,6 @@ pub enum SsmError {
     },
 }
 
-impl SsmError {
-    /// The status condition reason for this error.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SsmError::Throttled { .. } => "Throttled",
-            SsmError::AccessDenied { .. } => "AccessDenied",
-            SsmError::Kms { .. } => "KmsKeyError",
-            SsmError::Other { .. } => "SyncFailed",
-        }
-    }
-
-    /// Whether retrying soon can help (otherwise retry slowly: something must change first).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SsmError::Throttled { .. } | SsmError::Other { .. })
-    }
-}
-
 /// Classifies an SDK error by its AWS code alone, so no AWS message text (which can quote
 /// request content) ever reaches status, events or logs.
 fn classify<E: ProvideErrorMetadata>(op: &'static str, err: &SdkError<E>) -> SsmError {

@@ -1,32 +1,46 @@
 //! From the outcome of a reconcile to the status it should leave: the `Ready`, `Valid` and
-//! `Synced` conditions (Kubernetes conventions, kstatus-compatible), the parameter, and the
-//! last sync time. Pure: the controller writes the result only when it differs.
+//! `Synced` conditions (Kubernetes conventions), kstatus's `Stalled` and `Reconciling`, the
+//! parameter, and the last sync time. Pure: the controller writes the result only when it differs.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{ParameterStatus, VaultConnectionStatus};
-
-/// Which condition a failure belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// The spec, the Secret or the credentials (`Valid`).
-    Valid,
-    /// Storing the parameter (`Synced`).
-    Synced,
-}
+use crate::api::{ParameterStatus, VaultConnection, VaultConnectionStatus};
+use crate::reason::{Reason, Stage};
 
 /// Why a connection is not Ready. `message` comes from a fixed template: never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// Where it failed.
-    pub stage: Stage,
-    /// Condition reason, e.g. `SecretNotFound`.
-    pub reason: &'static str,
+    /// Condition reason; it also says which condition failed and whether a retry can help.
+    pub reason: Reason,
     /// What is wrong and what to do.
     pub message: String,
-    /// Whether a quick retry can help.
-    pub transient: bool,
 }
+
+impl Failure {
+    /// A failure with `reason` and a message from a fixed template.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Which condition failed.
+    pub fn stage(&self) -> Stage {
+        self.reason.stage().unwrap_or(Stage::Synced)
+    }
+
+    /// Whether a quick retry can help.
+    pub fn transient(&self) -> bool {
+        self.reason.is_transient()
+    }
+}
+
+/// The condition that is True while a problem needs a person (kstatus: Failed).
+pub const STALLED: &str = "Stalled";
+/// The condition that is True while the operator retries a transient failure (kstatus:
+/// InProgress).
+pub const RECONCILING: &str = "Reconciling";
 
 /// What the operator did to the parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +71,9 @@ pub enum Outcome {
 
 impl Outcome {
     /// The `Ready` condition's reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Outcome::Ready { .. } => "Synced",
+            Outcome::Ready { .. } => Reason::Synced,
             Outcome::NotReady(f) => f.reason,
         }
     }
@@ -107,26 +121,27 @@ pub fn next(
                 parameter.name, parameter.version
             );
             (
-                cond("Ready", true, "Synced", msg.clone()),
+                cond("Ready", true, Reason::Synced.as_str(), msg.clone()),
                 cond(
                     "Valid",
                     true,
                     "Valid",
                     "spec and credentials are valid".into(),
                 ),
-                cond("Synced", true, "Synced", msg),
+                cond("Synced", true, Reason::Synced.as_str(), msg),
             )
         }
         Outcome::NotReady(f) => {
-            let ready = cond("Ready", false, f.reason, f.message.clone());
-            match f.stage {
+            let reason = f.reason.as_str();
+            let ready = cond("Ready", false, reason, f.message.clone());
+            match f.stage() {
                 Stage::Valid => (
                     ready,
-                    cond("Valid", false, f.reason, f.message.clone()),
+                    cond("Valid", false, reason, f.message.clone()),
                     cond(
                         "Synced",
                         false,
-                        f.reason,
+                        reason,
                         "nothing written: the connection is not valid".into(),
                     ),
                 ),
@@ -138,10 +153,47 @@ pub fn next(
                         "Valid",
                         "spec and credentials are valid".into(),
                     ),
-                    cond("Synced", false, f.reason, f.message.clone()),
+                    cond("Synced", false, reason, f.message.clone()),
                 ),
             }
         }
+    };
+    // kstatus's abnormal-true pair: Stalled when a person must act, Reconciling while the
+    // operator retries by itself. (A spec change not yet observed shows as observedGeneration
+    // below generation, which kstatus reads as in progress on its own.)
+    let (stalled, reconciling) = match outcome {
+        Outcome::Ready { .. } => (
+            cond(
+                STALLED,
+                false,
+                Reason::Synced.as_str(),
+                "nothing needs a person".into(),
+            ),
+            cond(
+                RECONCILING,
+                false,
+                Reason::Synced.as_str(),
+                "the parameter holds the current credentials".into(),
+            ),
+        ),
+        Outcome::NotReady(f) if f.transient() => (
+            cond(
+                STALLED,
+                false,
+                f.reason.as_str(),
+                "the operator retries by itself".into(),
+            ),
+            cond(RECONCILING, true, f.reason.as_str(), f.message.clone()),
+        ),
+        Outcome::NotReady(f) => (
+            cond(STALLED, true, f.reason.as_str(), f.message.clone()),
+            cond(
+                RECONCILING,
+                false,
+                f.reason.as_str(),
+                "retrying cannot help until something changes".into(),
+            ),
+        ),
     };
     let previous_parameter = previous.and_then(|p| p.parameter.clone());
     let previous_sync = previous.and_then(|p| p.last_sync_time.clone());
@@ -161,11 +213,25 @@ pub fn next(
     };
     VaultConnectionStatus {
         observed_generation: generation,
-        conditions: vec![ready, valid, synced],
+        conditions: vec![ready, valid, synced, stalled, reconciling],
         parameter,
         last_sync_time,
         verification: previous.and_then(|p| p.verification.clone()),
     }
+}
+
+/// A connection's Ready condition, if it has one.
+pub fn ready_condition(vc: &VaultConnection) -> Option<&Condition> {
+    vc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// The reason of a connection's Ready condition, if it has one.
+pub fn ready_reason(vc: &VaultConnection) -> Option<&str> {
+    ready_condition(vc).map(|c| c.reason.as_str())
 }
 
 #[cfg(test)]
@@ -192,13 +258,8 @@ mod tests {
         }
     }
 
-    fn failure(stage: Stage, reason: &'static str) -> Outcome {
-        Outcome::NotReady(Failure {
-            stage,
-            reason,
-            message: "m".into(),
-            transient: false,
-        })
+    fn failure(reason: Reason) -> Outcome {
+        Outcome::NotReady(Failure::new(reason, "m"))
     }
 
     fn get<'a>(s: &'a VaultConnectionStatus, t: &str) -> &'a Condition {
@@ -227,12 +288,7 @@ mod tests {
     #[test]
     fn a_validation_failure_marks_valid_and_synced_false_and_keeps_the_parameter() {
         let first = next(None, Some(1), &ready(4, Change::Created), t(10));
-        let s = next(
-            Some(&first),
-            Some(2),
-            &failure(Stage::Valid, "MissingKey"),
-            t(20),
-        );
+        let s = next(Some(&first), Some(2), &failure(Reason::MissingKey), t(20));
         assert_eq!(get(&s, "Ready").reason, "MissingKey");
         assert_eq!(get(&s, "Valid").status, "False");
         assert_eq!(get(&s, "Synced").status, "False");
@@ -247,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_sync_failure_keeps_valid_true() {
-        let s = next(None, Some(1), &failure(Stage::Synced, "Throttled"), t(5));
+        let s = next(None, Some(1), &failure(Reason::Throttled), t(5));
         assert_eq!(get(&s, "Valid").status, "True");
         assert_eq!(get(&s, "Synced").reason, "Throttled");
         assert_eq!(get(&s, "Ready").status, "False");
@@ -255,20 +311,65 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_status_is_unchanged() {
-        let a = next(
-            None,
-            Some(1),
-            &failure(Stage::Valid, "SecretNotFound"),
-            t(1),
-        );
-        let b = next(
-            Some(&a),
-            Some(1),
-            &failure(Stage::Valid, "MissingKey"),
-            t(2),
-        );
+        let a = next(None, Some(1), &failure(Reason::SecretNotFound), t(1));
+        let b = next(Some(&a), Some(1), &failure(Reason::MissingKey), t(2));
         assert_eq!(get(&b, "Ready").last_transition_time, t(1));
         assert_eq!(get(&b, "Ready").reason, "MissingKey");
+    }
+
+    #[test]
+    fn every_failure_reason_lands_on_ready_and_on_its_own_condition() {
+        for reason in Reason::ALL {
+            let Some(stage) = reason.stage() else {
+                continue;
+            };
+            let s = next(None, Some(1), &failure(reason), t(1));
+            assert_eq!(get(&s, "Ready").reason, reason.as_str());
+            assert_eq!(get(&s, "Ready").status, "False");
+            let own = match stage {
+                Stage::Valid => "Valid",
+                Stage::Synced => "Synced",
+            };
+            assert_eq!(get(&s, own).reason, reason.as_str(), "{reason}");
+            assert_eq!(get(&s, own).status, "False", "{reason}");
+        }
+    }
+
+    #[test]
+    fn ready_is_neither_stalled_nor_reconciling() {
+        let s = next(None, Some(2), &ready(1, Change::Created), t(1));
+        for c in [STALLED, RECONCILING] {
+            assert_eq!(get(&s, c).status, "False", "{c}");
+            assert_eq!(get(&s, c).observed_generation, Some(2), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_failure_stalls_and_a_transient_one_reconciles() {
+        for reason in Reason::ALL.into_iter().filter(|r| r.stage().is_some()) {
+            let s = next(None, Some(3), &failure(reason), t(1));
+            let (stalled, reconciling) = (get(&s, STALLED), get(&s, RECONCILING));
+            let expect = |transient: bool| if transient { "True" } else { "False" };
+            assert_eq!(stalled.status, expect(!reason.is_transient()), "{reason}");
+            assert_eq!(
+                reconciling.status,
+                expect(reason.is_transient()),
+                "{reason}"
+            );
+            for c in [stalled, reconciling] {
+                assert_eq!(c.reason, reason.as_str());
+                assert_eq!(c.observed_generation, Some(3));
+            }
+            let on = if reason.is_transient() {
+                reconciling
+            } else {
+                stalled
+            };
+            assert_eq!(
+                on.message, "m",
+                "the True one carries the failure's message"
+            );
+        }
     }
 
     #[test]

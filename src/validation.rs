@@ -10,6 +10,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::{DeletionPolicy, VaultConnectionSpec, VaultType};
+use crate::reason::Reason;
 
 /// Why a connection is not usable. Each kind maps to a status condition reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +25,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The status condition reason for this kind of error.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            ErrorKind::InvalidSpec => "InvalidSpec",
-            ErrorKind::MissingKey => "MissingKey",
-            ErrorKind::InvalidCredentials => "InvalidCredentials",
+            ErrorKind::InvalidSpec => Reason::InvalidSpec,
+            ErrorKind::MissingKey => Reason::MissingKey,
+            ErrorKind::InvalidCredentials => Reason::InvalidCredentials,
         }
     }
 }
@@ -70,7 +71,7 @@ pub fn summarize(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Limits from DESIGN.md §3 (they mirror the provider API).
+/// Limits of the resource (they mirror the provider API; docs/design.md lists them).
 pub mod limits {
     /// Display name length.
     pub const DISPLAY_NAME: (usize, usize) = (1, 255);
@@ -92,8 +93,6 @@ pub mod limits {
     pub const SECRET_PATH_MAX: usize = 500;
     /// KMS key id length.
     pub const KMS_KEY_ID: (usize, usize) = (1, 2048);
-    /// Kubernetes object name length (DNS-1123 subdomain).
-    pub const SECRET_NAME: (usize, usize) = (1, 253);
 }
 
 /// The non-secret, provider-specific settings of a valid spec.
@@ -238,7 +237,7 @@ fn is_secret_key(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Checks a spec against every rule of DESIGN.md §3. `name` is the object's metadata.name (the
+/// Checks a spec against every rule of the resource (docs/design.md). `name` is the object's metadata.name (the
 /// default display name).
 pub fn validate_spec(name: &str, spec: &VaultConnectionSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let mut errors = Vec::new();

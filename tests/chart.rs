@@ -131,7 +131,8 @@ fn every_operator_flag_is_passed_as_an_environment_variable_with_its_default() {
     ));
     let expected = [
         ("VCO_SSM_PREFIX", "/vault-connections"),
-        ("VCO_CLUSTER_NAME", "default"),
+        ("VCO_CLUSTER_NAME", ""),
+        ("VCO_ADOPT_LEGACY_PARAMETERS", "false"),
         ("VCO_CONCURRENCY", "4"),
         ("VCO_DRIFT_CHECK_INTERVAL", "5m"),
         ("VCO_SSM_WRITE_RATE", "3"),

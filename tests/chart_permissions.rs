@@ -67,6 +67,8 @@ async fn the_operator_runs_with_exactly_the_charts_service_account_permissions()
             &watch,
             "--set",
             &format!("operator.ssmPrefix={prefix}"),
+            "--set",
+            "operator.clusterName=default",
         ],
     );
     let manifest =
@@ -142,7 +144,7 @@ spec: {{vaultType: onepassword, credentialsSecretRef: {{name: creds}}}}
         "Ready status (status subresource and events allowed)",
         || async {
             let vc = vcs.get("conn").await.ok()?;
-            vault_connection_operator::controller::ready_reason(&vc)
+            vault_connection_operator::status::ready_reason(&vc)
                 .filter(|r| *r == "Synced")
                 .map(drop)
         },

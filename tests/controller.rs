@@ -591,3 +591,115 @@ spec: {vaultType: onepassword, credentialsSecretRef: {name: never-created}}
     assert_eq!(w.read("gone").await, None, "Delete removes the parameter");
     assert!(w.read("kept").await.is_some(), "Retain keeps the parameter");
 }
+
+fn with_env(pairs: &[(&str, &str)]) -> OperatorOptions {
+    OperatorOptions {
+        env: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+async fn delete_and_wait(w: &World, name: &str) {
+    w.vcs()
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, &format!("{name} to be deleted"), || async {
+        w.vcs().get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_with_our_name_but_another_identity_never_writes_or_deletes_our_parameter() {
+    let w = World::new("twin").await;
+    // "prod" writes the parameter and keeps it when its connection goes (Retain).
+    let prod = w
+        .operator_with(&with_env(&[("VCO_CLUSTER_ID", "id-prod")]))
+        .await;
+    one_password(&w, "db", "ops_prod").await;
+    let patch = serde_json::json!({"spec": {"deletionPolicy": "Retain"}});
+    w.vcs()
+        .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_reason("db", "Synced").await;
+    delete_and_wait(&w, "db").await;
+    drop(prod);
+    let theirs = w.read("db").await.expect("prod's parameter");
+    assert_eq!(
+        w.tags("db").await["vaultconnections.io/cluster-id"],
+        "id-prod"
+    );
+
+    // "staging" has the same cluster name, namespace and connection name, another identity.
+    let _staging = w
+        .operator_with(&with_env(&[("VCO_CLUSTER_ID", "id-staging")]))
+        .await;
+    one_password(&w, "db", "ops_staging").await;
+    let vc = w.wait_reason("db", "ParameterNotOwned").await;
+    assert!(ready(&vc).unwrap().2.contains("cluster id"));
+    w.set_token("db-creds", "access_token", "ops_staging_rotated")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.read("db").await, Some(theirs.clone()), "never written");
+    assert_eq!(
+        w.tags("db").await["vaultconnections.io/cluster-id"],
+        "id-prod"
+    );
+
+    // Deleting staging's connection (policy Delete) leaves prod's parameter in place.
+    delete_and_wait(&w, "db").await;
+    assert_eq!(w.read("db").await, Some(theirs), "never deleted");
+}
+
+#[tokio::test]
+async fn a_parameter_from_before_cluster_ids_is_adopted_only_when_the_operator_is_told_to() {
+    let w = World::new("legacy").await;
+    let legacy_tags = [
+        ("managed-by", "vault-connection-operator"),
+        ("vaultconnections.io/cluster", "default"),
+        ("vaultconnections.io/namespace", w.ns.as_str()),
+        ("vaultconnections.io/name", "old"),
+    ];
+    w.ssm
+        .put_parameter()
+        .name(w.param("old"))
+        .value("{\"written\":\"by an older operator\"}")
+        .r#type(ParameterType::SecureString)
+        .set_tags(Some(
+            legacy_tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let op = w.operator().await;
+    one_password(&w, "old", "ops_new").await;
+    w.wait_reason("old", "ParameterNotOwned").await;
+    assert_eq!(w.read("old").await.unwrap().1, 1, "not adopted silently");
+    drop(op);
+
+    let _op = w
+        .operator_with(&with_env(&[("VCO_ADOPT_LEGACY_PARAMETERS", "true")]))
+        .await;
+    w.wait_reason("old", "Synced").await;
+    let (value, version) = w.read("old").await.unwrap();
+    assert_eq!(
+        (json(&value)["access_token"].as_str(), version),
+        (Some("ops_new"), 2)
+    );
+    let kube_system = Api::<Namespace>::all(w.client.clone())
+        .get("kube-system")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.tags("old").await.get("vaultconnections.io/cluster-id"),
+        kube_system.metadata.uid.as_ref(),
+        "adoption tags the parameter with this cluster's identity"
+    );
+}

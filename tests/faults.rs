@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use vault_connection_operator::api::VaultConnection;
-use vault_connection_operator::controller::ready_reason;
+use vault_connection_operator::status::ready_reason;
 
 use common::{
     Operator, OperatorOptions, PrivateEnv, TestEnv, eventually, install_crd, namespace, unique,

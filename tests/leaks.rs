@@ -11,7 +11,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use vault_connection_operator::api::VaultConnection;
-use vault_connection_operator::controller::ready_reason;
+use vault_connection_operator::status::ready_reason;
 
 use common::{
     Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, repo, unique,

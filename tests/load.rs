@@ -15,7 +15,7 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use vault_connection_operator::api::{
     CredentialsSecretRef, VaultConnection, VaultConnectionSpec, VaultType,
 };
-use vault_connection_operator::controller::ready_reason;
+use vault_connection_operator::status::ready_reason;
 
 use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, unique};
 

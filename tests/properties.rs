@@ -2,7 +2,7 @@
 //! hostile input: arbitrary specs; arbitrary Secret bytes (huge values, control and invisible
 //! characters, lookalike letters, template syntax, padding); arbitrary YAML-ish text; arbitrary
 //! Secret and VaultConnection documents. Nothing panics, nothing prints a credential, every
-//! accepted credential follows every rule of DESIGN.md §3, and every valid input is accepted.
+//! accepted credential follows every rule of the resource (docs/design.md §4), and every valid input is accepted.
 //!
 //! Each property runs 256 cases (proptest's default); `PROPTEST_CASES=5000 cargo test --release
 //! --test properties` searches deeper. The rules are restated here from the design, not read
@@ -213,7 +213,7 @@ fn chars_where(min: usize, max: usize, keep: fn(&char) -> bool) -> impl Strategy
         .prop_map(String::from_iter)
 }
 
-/// Specs built from the rules of DESIGN.md §3, so every one of them is valid.
+/// Specs built from the rules of the resource (docs/design.md §4), so every one of them is valid.
 fn valid_spec(vault_type: VaultType) -> BoxedStrategy<VaultConnectionSpec> {
     let key = || prop::option::of("[-._a-zA-Z0-9]{1,40}");
     let keys = prop::option::of((key(), key(), key()).prop_map(|(a, i, s)| CredentialKeys {
@@ -322,7 +322,7 @@ fn padded(value: impl Strategy<Value = String>) -> impl Strategy<Value = String>
     (padding(), value, padding()).prop_map(|(l, v, r)| format!("{l}{v}{r}"))
 }
 
-/// Credentials built from the rules of DESIGN.md §3 for a spec's provider, keyed as it says.
+/// Credentials built from the rules of the resource (docs/design.md §4) for a spec's provider, keyed as it says.
 fn valid_data(spec: &ValidSpec) -> BoxedStrategy<SecretData> {
     let entry = |key: &str, value: BoxedStrategy<String>| {
         let key = key.to_owned();
@@ -406,7 +406,7 @@ fn canary_data() -> impl Strategy<Value = SecretData> {
     )
 }
 
-// ---- rules, restated from DESIGN.md §3 ---------------------------------------------------
+// ---- rules, restated from docs/design.md §4 ---------------------------------------------------
 
 /// Characters nobody can see: zero-width, bidi marks and overrides, BOM, soft hyphen, word
 /// joiner and invisible operators, tag characters.

@@ -1,4 +1,4 @@
-//! Every rule of DESIGN.md §3, at its boundaries.
+//! Every rule of the resource (docs/design.md §4), at its boundaries.
 
 use super::*;
 use crate::api::{

@@ -19,7 +19,7 @@ pub const CHART: &str = concat!(
     "/charts/vault-connection-operator"
 );
 
-/// The CRD's name, as in DESIGN §2.
+/// The CRD's name (docs/design.md §4).
 pub const CRD: &str = "vaultconnections.vaultconnections.io";
 
 /// What a finished helm or kubectl command printed.

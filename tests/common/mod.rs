@@ -237,6 +237,7 @@ impl Operator {
             .envs(env.child_env())
             .env("VCO_NAMESPACES", ns)
             .env("VCO_SSM_PREFIX", prefix)
+            .env("VCO_CLUSTER_NAME", "default")
             .env("VCO_METRICS_ADDR", format!("127.0.0.1:{port}"))
             .env("VCO_LOG_FORMAT", "json")
             .env("VCO_LOG_LEVEL", "debug")

@@ -10,7 +10,7 @@
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 
 -- Reasons the operator recovers from without anyone changing anything.
-local transient = { Throttled = true, SyncFailed = true, Pending = true, Progressing = true }
+local transient = { Throttled = true, SyncFailed = true }
 
 local status = obj.status
 if status == nil then

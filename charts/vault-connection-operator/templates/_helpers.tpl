@@ -110,7 +110,7 @@ cannot exist, named after the message).
 {{- end }}
 
 {{/*
-What the operator needs in every namespace it watches (DESIGN §5, §6, §9): read and update
+What the operator needs in every namespace it watches (docs/design.md): read and update
 VaultConnections and their status and finalizers (never create or delete them: people do);
 read labelled Secrets (RBAC cannot filter by label; the operator lists with a label selector and
 reads data only for referenced Secrets); and record events.

@@ -1,0 +1,33 @@
+//! Errors that make a reconcile fail and be retried with backoff. Failures a person can act on
+//! are not errors: they are reported in status (see [`crate::status::Failure`]).
+
+use crate::ssm::SsmError;
+
+/// A reconcile that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// SSM failed while deleting the parameter.
+    #[error(transparent)]
+    Ssm(#[from] SsmError),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A namespaced object without a namespace.
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// A stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeError",
+            Error::Ssm(e) => super::write::reason_of(e).as_str(),
+            Error::Finalizer(_) => "FinalizerError",
+            Error::NoNamespace => "NoNamespace",
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The reconciler, as a pipeline: **read** the spec, the Secret and the tier ([`read`]) →
+//! **desire** the document, tier, key and tags ([`desired`], pure) → **plan** the SSM steps
+//! ([`plan`], pure) and **write** them ([`write`]) → **report** status, events, metrics and the
+//! next check ([`report`]). This file is the driver; [`watches`] wires it to the cluster.
+
+mod context;
+mod desired;
+mod error;
+pub mod plan;
+mod read;
+mod report;
+mod watches;
+mod write;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, ResourceExt};
+
+pub use context::{AWS_MANAGED_KEY, Context, MANAGED_BY};
+pub use error::Error;
+pub use watches::{Shared, run_scope};
+
+use crate::api::{DeletionPolicy, FINALIZER, VaultConnection};
+use crate::backoff;
+use crate::document::parameter_name;
+use crate::status::Outcome;
+use plan::{Removal, identity_tags};
+
+/// Reconciles one VaultConnection: the entry point the controller calls.
+pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<VaultConnection> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, vc, |event| async {
+        match event {
+            FinalizerEvent::Apply(vc) => apply(&vc, &ctx).await,
+            FinalizerEvent::Cleanup(vc) => cleanup(&vc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    if let Err(e) = &result {
+        ctx.metrics
+            .reconciled(e.metric_label(), true, start.elapsed());
+    }
+    result
+}
+
+/// Retries a failed reconcile with jittered exponential backoff.
+pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failed(&vc.uid().unwrap_or_default());
+    tracing::warn!(
+        namespace = vc.namespace().unwrap_or_default(),
+        name = vc.name_any(),
+        error = %error,
+        attempt = n,
+        "reconcile failed"
+    );
+    Action::requeue(backoff::jittered(
+        n,
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    ))
+}
+
+/// The pipeline. `Err` only for Kubernetes API errors; everything else is an [`Outcome`].
+async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
+    let start = Instant::now();
+    let outcome = match read::inputs(vc, ctx).await? {
+        Err(failure) => Outcome::NotReady(failure),
+        Ok(inputs) => {
+            let secret_version = inputs.secret_version.clone();
+            match desired::desired(vc, inputs, &ctx.settings) {
+                Err(failure) => Outcome::NotReady(failure),
+                Ok(want) => write::sync(ctx, vc, &want, secret_version).await,
+            }
+        }
+    };
+    report::status(vc, &outcome, ctx).await?;
+    report::record(vc, &outcome, ctx, start);
+    Ok(report::requeue(vc, &outcome, ctx))
+}
+
+/// Removes the parameter (policy `Delete`, and only if it is ours) before the finalizer goes.
+/// Never reads the Secret.
+async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
+    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
+    let name = vc.name_any();
+    let s = &ctx.settings;
+    let note = match (
+        vc.spec.deletion_policy,
+        parameter_name(&s.prefix, &s.cluster, &ns, &name),
+    ) {
+        (_, Err(_)) => None, // no valid name: nothing can have been written
+        (DeletionPolicy::Retain, Ok(param)) => Some((
+            EventType::Normal,
+            "Retained",
+            format!("SSM parameter {param} retained (deletionPolicy: Retain)"),
+        )),
+        (DeletionPolicy::Delete, Ok(param)) => {
+            match write::remove(ctx, &param, &identity_tags(vc, &ns, &name, s)).await? {
+                Removal::Nothing => None,
+                Removal::NotOwned => Some((
+                    EventType::Warning,
+                    "ParameterNotOwned",
+                    format!(
+                        "SSM parameter {param} is not tagged as this connection's; left in place"
+                    ),
+                )),
+                Removal::Delete => Some((
+                    EventType::Normal,
+                    "Deleted",
+                    format!("SSM parameter {param} deleted"),
+                )),
+            }
+        }
+    };
+    let event = note.map(|(type_, reason, note)| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Delete".into(),
+        secondary: None,
+    });
+    report::publish(vc, event, ctx).await;
+    ctx.memos.forget(&vc.uid().unwrap_or_default());
+    tracing::info!(namespace = ns, name, "cleaned up");
+    Ok(Action::await_change())
+}

@@ -1,0 +1,129 @@
+//! Step 5, report: the status the outcome calls for (patched only when it differs), an event on
+//! every change of state, metrics and a log line, and when to look again.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+use super::context::{Context, MANAGED_BY};
+use super::error::Error;
+use crate::api::VaultConnection;
+use crate::backoff;
+use crate::reason::{Reason, Stage};
+use crate::status::{self, Change, Outcome, ready_reason};
+
+/// Writes the status `outcome` calls for, and an event when the state changed.
+pub async fn status(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let now = Time(jiff::Timestamp::now());
+    let next = status::next(vc.status.as_ref(), vc.metadata.generation, outcome, now);
+    if vc.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<VaultConnection> =
+        Api::namespaced(ctx.client.clone(), &vc.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": next });
+    api.patch_status(
+        &vc.name_any(),
+        &PatchParams {
+            field_manager: Some(MANAGED_BY.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    publish(vc, event_for(vc, outcome), ctx).await;
+    Ok(())
+}
+
+/// Counts the reconcile and logs its result.
+pub fn record(vc: &VaultConnection, outcome: &Outcome, ctx: &Context, started: Instant) {
+    let error = matches!(outcome, Outcome::NotReady(f) if f.transient());
+    ctx.metrics
+        .reconciled(outcome.reason().as_str(), error, started.elapsed());
+    tracing::info!(
+        namespace = vc.namespace().unwrap_or_default(),
+        name = vc.name_any(),
+        reason = outcome.reason().as_str(),
+        "reconciled"
+    );
+}
+
+/// When to reconcile again after `outcome`.
+pub fn requeue(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) -> Action {
+    let uid = vc.uid().unwrap_or_default();
+    let interval = ctx.settings.drift_interval;
+    let drift = backoff::spread(interval);
+    match outcome {
+        Outcome::Ready { .. } => {
+            ctx.succeeded(&uid);
+            // The first check after start-up lands anywhere in the interval, so a restart over
+            // many connections does not bunch every later check into a tenth of it.
+            if ctx.first_check(&uid) {
+                Action::requeue(backoff::anywhere_within(interval))
+            } else {
+                Action::requeue(drift)
+            }
+        }
+        Outcome::NotReady(f) if f.transient() => {
+            let n = ctx.failed(&uid);
+            Action::requeue(backoff::jittered(
+                n,
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+            ))
+        }
+        // SSM problems that need a change elsewhere (IAM, KMS, tags): retry slowly.
+        Outcome::NotReady(f) if f.stage() == Stage::Synced => {
+            let n = ctx.failed(&uid);
+            Action::requeue(backoff::jittered(n, Duration::from_secs(30), interval).min(drift))
+        }
+        // Spec and Secret problems: watches bring the fix; check again at the drift interval.
+        Outcome::NotReady(_) => Action::requeue(drift),
+    }
+}
+
+/// The event for a new state, or `None` when the state did not change.
+fn event_for(vc: &VaultConnection, outcome: &Outcome) -> Option<Event> {
+    let previous = ready_reason(vc).and_then(Reason::parse);
+    match outcome {
+        Outcome::Ready { parameter, change } => {
+            let (reason, verb) = match change {
+                Change::Created => ("Created", "created"),
+                Change::Updated => ("Updated", "updated"),
+                Change::Adopted => ("Adopted", "adopted"),
+                Change::None if previous == Some(Reason::Synced) => return None,
+                Change::None => (Reason::Synced.as_str(), "confirmed"),
+            };
+            Some(Event {
+                type_: EventType::Normal,
+                reason: reason.into(),
+                note: Some(format!(
+                    "SSM parameter {} {verb} (version {}, {})",
+                    parameter.name, parameter.version, parameter.tier
+                )),
+                action: "Sync".into(),
+                secondary: None,
+            })
+        }
+        Outcome::NotReady(f) if previous == Some(f.reason) => None,
+        Outcome::NotReady(f) => Some(Event {
+            type_: EventType::Warning,
+            reason: f.reason.as_str().into(),
+            note: Some(f.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        }),
+    }
+}
+
+/// Publishes `event` about `vc`, if any; a failure to publish is logged, not fatal.
+pub async fn publish(vc: &VaultConnection, event: Option<Event>, ctx: &Context) {
+    let Some(event) = event else { return };
+    if let Err(e) = ctx.recorder.publish(&event, &vc.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}
