@@ -29,6 +29,8 @@ pub enum Reason {
     MissingKey,
     /// A credential fails a length or format check.
     InvalidCredentials,
+    /// With verification on, the provider refused the credentials.
+    CredentialsRejected,
     /// The SSM document would exceed the Advanced tier's size.
     ValueTooLarge,
     /// The namespace's tier allows fewer connections.
@@ -47,13 +49,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Synced,
         Reason::InvalidSpec,
         Reason::SecretNotFound,
         Reason::SecretNotLabeled,
         Reason::MissingKey,
         Reason::InvalidCredentials,
+        Reason::CredentialsRejected,
         Reason::ValueTooLarge,
         Reason::TierLimitExceeded,
         Reason::ParameterNotOwned,
@@ -72,6 +75,7 @@ impl Reason {
             Reason::SecretNotLabeled => "SecretNotLabeled",
             Reason::MissingKey => "MissingKey",
             Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::CredentialsRejected => "CredentialsRejected",
             Reason::ValueTooLarge => "ValueTooLarge",
             Reason::TierLimitExceeded => "TierLimitExceeded",
             Reason::ParameterNotOwned => "ParameterNotOwned",
@@ -96,6 +100,7 @@ impl Reason {
             | Reason::SecretNotLabeled
             | Reason::MissingKey
             | Reason::InvalidCredentials
+            | Reason::CredentialsRejected
             | Reason::ValueTooLarge => Some(Stage::Valid),
             Reason::TierLimitExceeded
             | Reason::ParameterNotOwned
@@ -123,6 +128,9 @@ impl Reason {
             Reason::SecretNotLabeled => "the Secret lacks the opt-in label",
             Reason::MissingKey => "a key the provider needs is absent from the Secret",
             Reason::InvalidCredentials => "a credential fails a length or format check",
+            Reason::CredentialsRejected => {
+                "with verification on, the provider refused the credentials; nothing written"
+            }
             Reason::ValueTooLarge => "the SSM document would exceed the Advanced tier's size limit",
             Reason::TierLimitExceeded => "the namespace's tier allows fewer connections",
             Reason::ParameterNotOwned => {

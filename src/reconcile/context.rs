@@ -2,7 +2,7 @@
 //! metrics, the cache of connections, and one memo per connection.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kube::Client;
@@ -13,6 +13,7 @@ use crate::api::VaultConnection;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
+use crate::verify::step::Verification;
 
 /// Value of the `managed-by` tag on every parameter the operator owns, and the name it reports
 /// events and status patches under.
@@ -79,6 +80,8 @@ pub struct Context {
     pub store: Store<VaultConnection>,
     /// One memo per connection.
     pub memos: Memos,
+    /// Credential verification, when on (shared by every scope of the process).
+    pub verification: Option<Arc<Verification>>,
 }
 
 impl Context {
@@ -105,7 +108,14 @@ impl Context {
             metrics,
             store,
             memos: Memos::default(),
+            verification: None,
         }
+    }
+
+    /// Turns credential verification on (or leaves it off with `None`).
+    pub fn with_verification(mut self, verification: Option<Arc<Verification>>) -> Context {
+        self.verification = verification;
+        self
     }
 
     /// Whether the connection `uid` was confirmed in SSM less than half a drift interval ago

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::ssm::Ssm;
 use crate::status::ready_reason;
+use crate::verify::step::Verification;
 
 /// What every controller scope of one operator process shares.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Connections reconciled at once.
     pub concurrency: u16,
+    /// Credential verification, when on.
+    pub verification: Option<Arc<Verification>>,
 }
 
 fn api<K>(client: &Client, scope: &Option<String>) -> Api<K>
@@ -73,19 +76,17 @@ pub fn run_scope(
         settings,
         metrics,
         concurrency,
+        verification,
     } = shared;
     let controller = Controller::new(
         api::<VaultConnection>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        ssm,
-        settings,
-        metrics,
-        store.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), ssm, settings, metrics, store.clone())
+            .with_verification(verification),
+    );
     let mut watches = 1; // the VaultConnections themselves
 
     // A rotated Secret reaches its connections: watch opted-in Secrets by metadata only.

@@ -13,6 +13,9 @@ use super::{Verdict, Verifier};
 use crate::api::{VaultConnection, VaultConnectionStatus, VaultType, VerificationStatus};
 use crate::validation::Provider;
 
+/// The condition type verification reports.
+pub const VERIFIED: &str = "Verified";
+
 /// Verification as the reconciler holds it: the client and what it remembers.
 pub struct Verification {
     /// Asks the providers.
@@ -112,11 +115,11 @@ pub fn condition(
 ) -> Condition {
     let status = verdict.condition_status();
     let last_transition_time = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == "Verified"))
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == VERIFIED))
         .filter(|c| c.status == status)
         .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
     Condition {
-        type_: "Verified".to_owned(),
+        type_: VERIFIED.to_owned(),
         status: status.to_owned(),
         reason: verdict.reason().to_owned(),
         message: verdict.message(),
