@@ -308,7 +308,7 @@ pub struct VerificationStatus {
     pub check: Option<String>,
     /// For `Rejected`: the HTTP status the provider answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
+    pub http_status: Option<i32>,
 }
 
 /// The provider's final answer.

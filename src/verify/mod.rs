@@ -292,7 +292,7 @@ impl Verdict {
             Verdict::Rejected { check, status, .. } => (
                 VerificationResult::Rejected,
                 Some(check.label().to_owned()),
-                Some(*status),
+                Some(i32::from(*status)),
             ),
             Verdict::Unavailable { .. } | Verdict::NotSupported { .. } => return None,
         };
@@ -322,7 +322,7 @@ impl Verdict {
             VerificationResult::Rejected => Verdict::Rejected {
                 provider,
                 check: Check::parse(provider, record.check.as_deref()?)?,
-                status: record.http_status?,
+                status: u16::try_from(record.http_status?).ok()?,
             },
         })
     }
