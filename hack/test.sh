@@ -7,8 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# Debian packages the tests use: openssl and curl (testenv), lua5.4 (Argo CD health check).
-APT_PACKAGES=(openssl curl lua5.4)
+# Debian packages the tests use: openssl and curl (testenv).
+APT_PACKAGES=(openssl curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -14,6 +14,9 @@ KUBE_VERSION=1.36.3      # k8s.io/kubernetes (kube-apiserver, kubectl)
 ETCD_VERSION=3.6.16      # go.etcd.io/etcd/server/v3
 HELM_VERSION=3.19.5      # helm.sh/helm/v3
 MOTO_VERSION=5.2.5       # moto[server] from PyPI
+PROMETHEUS_VERSION=0.316.0  # github.com/prometheus/prometheus Go module (promtool; Prometheus v3.16.0)
+# hack/ecosystem (kstatus and Argo CD health checker) pins its modules in its own go.mod; its cache
+# is keyed by a hash of its source.
 # ------------------------------------------------------------------------------------------------
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +26,9 @@ KUBE_DIR=$CACHE/kubernetes-v$KUBE_VERSION
 ETCD_DIR=$CACHE/etcd-v$ETCD_VERSION
 HELM_DIR=$CACHE/helm-v$HELM_VERSION
 MOTO_DIR=$CACHE/moto-$MOTO_VERSION
+PROMTOOL_DIR=$CACHE/promtool-v$PROMETHEUS_VERSION
+ECO_SRC=$ROOT/hack/ecosystem
+ECO_DIR=$CACHE/ecosystem-$(cat "$ECO_SRC"/go.mod "$ECO_SRC"/go.sum "$ECO_SRC"/*.go | sha256sum | cut -c1-12)
 
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
@@ -31,9 +37,11 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
   cat >&2 <<USAGE
-usage: hack/testenv.sh <install|up|down|status>
-  install  build kube-apiserver v$KUBE_VERSION, kubectl, etcd v$ETCD_VERSION, helm v$HELM_VERSION
-           and a moto $MOTO_VERSION virtualenv into $CACHE (once per machine)
+usage: hack/testenv.sh <install|up|down|status|path>
+  install  build kube-apiserver v$KUBE_VERSION, kubectl, etcd v$ETCD_VERSION, helm v$HELM_VERSION,
+           promtool (prometheus module v$PROMETHEUS_VERSION), the hack/ecosystem checker and a
+           moto $MOTO_VERSION virtualenv into $CACHE (once per machine)
+  path     print the PATH entries of the installed tools (for tests run without 'up')
   up       start etcd, kube-apiserver and the moto SSM emulator on free loopback ports
   down     stop what 'up' started and remove its state
   status   show what is running and where
@@ -109,6 +117,33 @@ install_helm() {
   mv "$HELM_DIR/bin.tmp/helm" "$HELM_DIR/bin/helm" && rmdir "$HELM_DIR/bin.tmp"
 }
 
+install_promtool() {
+  if [ -x "$PROMTOOL_DIR/bin/promtool" ]; then log "promtool (prometheus v$PROMETHEUS_VERSION): cached"; return; fi
+  log "promtool: building from github.com/prometheus/prometheus v$PROMETHEUS_VERSION (cold: ~5-10 min)"
+  go_wrapper "$PROMTOOL_DIR"
+  (
+    cd "$PROMTOOL_DIR"
+    # Built from a wrapper module: `go install pkg@version` refuses modules with exclude directives.
+    quiet go get "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_VERSION"
+    # remove_all_sd: Prometheus' own build tag leaving out the cloud service-discovery plugins
+    # (AWS, Azure, GCE, ...), which promtool's rule checks and tests do not use: a smaller build.
+    go build -tags remove_all_sd -trimpath -ldflags "-s -w" -o bin/promtool.tmp github.com/prometheus/prometheus/cmd/promtool
+    mv bin/promtool.tmp bin/promtool
+  )
+}
+
+# The kstatus / Argo CD health checker from hack/ecosystem (its go.mod pins cli-utils and
+# gopher-lua). Rebuilt whenever its source changes, since the cache key is a hash of it.
+install_ecosystem() {
+  if [ -x "$ECO_DIR/bin/vco-ecosystem" ]; then log "vco-ecosystem ($(basename "$ECO_DIR")): cached"; return; fi
+  log "vco-ecosystem: building hack/ecosystem (cold: ~1-3 min, warm: seconds)"
+  mkdir -p "$ECO_DIR/bin"
+  (cd "$ECO_SRC" && go build -trimpath -ldflags "-s -w" -o "$ECO_DIR/bin/vco-ecosystem.tmp" .)
+  mv "$ECO_DIR/bin/vco-ecosystem.tmp" "$ECO_DIR/bin/vco-ecosystem"
+}
+
+tool_path() { echo "$KUBE_DIR/bin:$ETCD_DIR/bin:$HELM_DIR/bin:$PROMTOOL_DIR/bin:$ECO_DIR/bin"; }
+
 install_moto() {
   if [ -f "$MOTO_DIR/.complete" ]; then log "moto $MOTO_VERSION: cached"; return; fi
   log "moto[server] $MOTO_VERSION: creating virtualenv (cold: ~1 min)"
@@ -126,6 +161,8 @@ cmd_install() {
   install_etcd
   install_kube
   install_helm
+  install_promtool
+  install_ecosystem
   install_moto
   log "install done in $((SECONDS - start))s; cache: $CACHE ($(du -sh "$CACHE" 2>/dev/null | cut -f1))"
 }
@@ -266,7 +303,7 @@ export AWS_REGION='us-east-1'
 export AWS_ACCESS_KEY_ID='testing'
 export AWS_SECRET_ACCESS_KEY='testing'
 export AWS_EC2_METADATA_DISABLED='true'
-export VCO_TESTENV_BIN='$KUBE_DIR/bin:$ETCD_DIR/bin:$HELM_DIR/bin'
+export VCO_TESTENV_BIN='$(tool_path)'
 export VCO_TESTENV_PYTHON='$MOTO_DIR/bin/python'
 export PATH="\$VCO_TESTENV_BIN:\$PATH"
 ENV
@@ -352,6 +389,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  path) tool_path ;;
   restart|start|stop|pause|resume) cmd_component "$1" "${2:-}" ;;
   *) usage; exit 2 ;;
 esac

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::document::{DocumentError, check_prefix};
 use crate::reconcile::AWS_MANAGED_KEY;
 use crate::tiers::TierLimits;
+use crate::validation::Policy;
 
 /// Operator-wide settings the reconciler needs, built from the flags by [`RunArgs::settings`].
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct Settings {
     pub default_tier: String,
     /// Interval of the drift check.
     pub drift_interval: Duration,
+    /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
+    pub policy: Policy,
 }
 
 impl Settings {
@@ -74,6 +77,17 @@ pub struct RunArgs {
     /// KMS key for connections that set none (default: the AWS managed key alias/aws/ssm).
     #[arg(long, env = "VCO_DEFAULT_KMS_KEY_ID")]
     pub default_kms_key_id: Option<String>,
+
+    /// KMS keys a connection may name in spec.ssm.kmsKeyId besides the default key,
+    /// comma-separated and compared as written (list every form used: key id, ARN, alias).
+    /// Default: only the default key.
+    #[arg(long, env = "VCO_ALLOWED_KMS_KEYS", value_delimiter = ',')]
+    pub allowed_kms_keys: Vec<String>,
+
+    /// Accept Doppler personal (dp.pt.) and CLI (dp.ct.) tokens. They carry one person's access
+    /// to the whole workspace, so they are refused unless this is set.
+    #[arg(long, env = "VCO_ALLOW_DOPPLER_PERSONAL_TOKENS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_doppler_personal_tokens: bool,
 
     /// Namespaces to watch, comma-separated (default: all namespaces).
     #[arg(long, env = "VCO_NAMESPACES", value_delimiter = ',')]
@@ -242,7 +256,18 @@ impl RunArgs {
 
     /// The reconciler's settings, for the cluster whose identity is `cluster_id`.
     pub fn settings(&self, cluster_id: &str) -> Settings {
+        let default_kms_key_id = self
+            .default_kms_key_id
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned());
         Settings {
+            policy: Policy::for_operator(
+                self.allow_doppler_personal_tokens,
+                &default_kms_key_id,
+                &self.allowed_kms_keys,
+            ),
+            default_kms_key_id,
             prefix: self.ssm_prefix.clone(),
             cluster: if self.cluster_name.is_empty() {
                 derived_cluster_name(cluster_id)
@@ -251,11 +276,6 @@ impl RunArgs {
             },
             cluster_id: cluster_id.to_owned(),
             adopt_legacy: self.adopt_legacy_parameters,
-            default_kms_key_id: self
-                .default_kms_key_id
-                .clone()
-                .filter(|k| !k.is_empty())
-                .unwrap_or_else(|| AWS_MANAGED_KEY.to_owned()),
             tiers: self.tier_limits.clone(),
             default_tier: self.default_tier.clone(),
             drift_interval: self.drift_check_interval,

@@ -61,6 +61,7 @@ pub async fn elect(
         return Ok(Election::ShutDown);
     }
     metrics.set_ready(false);
+    metrics.set_leader(true);
     tracing::info!(identity, "became leader");
     let lost = async move {
         let _ = leader.wait_for(|is_leader| !*is_leader).await;

@@ -5,6 +5,7 @@
 //! [`reconcile::plan`]) decides; the shell ([`reconcile`], [`ssm`]) reads and writes.
 //! docs/design.md has the data flow, the module map and the rules between modules.
 
+pub mod admission;
 pub mod api;
 pub mod backoff;
 pub mod config;

@@ -3,6 +3,10 @@
 //! Reads files, directories or stdin as multi-document YAML, checks every VaultConnection with
 //! the same [`crate::validation`] core the controller uses, and — when the referenced Secret is
 //! in the input too — its opt-in label and credentials. Never prints a value.
+//!
+//! The input may be hostile (a pull request's tree), so reading is bounded: links inside a
+//! directory are not followed, only regular files are opened, and each file is read up to a size
+//! limit. Output is escaped so no manifest can forge a line.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,7 +18,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::api::{CREDENTIALS_LABEL, VaultConnection};
-use crate::validation::{SecretData, is_invisible, validate_credentials, validate_spec};
+use crate::validation::{
+    Policy, SecretData, check_kms_key, is_invisible, validate_credentials, validate_spec,
+};
 
 /// One problem in one document: `file:document-index: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +68,20 @@ impl fmt::Display for InputError {
     }
 }
 
-/// `text` fit for one line of output: control characters (a newline, an ANSI escape) and
-/// invisible ones (a bidi override) are written as escapes such as `\u{1b}`. Field paths and
-/// schema messages quote the manifest, and a manifest must not be able to forge extra output
-/// lines or restyle the terminal or CI log that shows them.
-fn one_line(text: &str) -> Cow<'_, str> {
-    let escape = |c: char| c.is_control() || is_invisible(c);
+/// Whether a viewer may start a new line at `c`: besides the control characters (`\n`, `\r`,
+/// vertical tab, form feed, NEL U+0085, the information separators), the Unicode line and
+/// paragraph separators U+2028 and U+2029, which editors, browsers and some log viewers honour.
+pub fn is_line_break(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `text` fit for one line of output: anything a viewer may break a line at (a newline, NEL,
+/// U+2028), control characters (an ANSI escape) and invisible ones (a bidi override) are written
+/// as escapes such as `\u{2028}`. Field paths and schema messages quote the manifest, and a
+/// manifest must not be able to forge extra output lines or restyle the terminal or CI log that
+/// shows them.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    let escape = |c: char| is_line_break(c) || is_invisible(c);
     if !text.chars().any(escape) {
         return Cow::Borrowed(text);
     }
@@ -121,35 +135,62 @@ struct InputSecret {
     bad_keys: Vec<String>,
 }
 
+/// The default per-file size limit: far above any real manifest file (Kubernetes stores an
+/// object of at most about 1.5 MiB), far below what exhausts a CI runner's memory.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How a run reads its input and which operator policy it checks against.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Also read the subdirectories of directories.
+    pub recursive: bool,
+    /// Largest file (or stdin) read, in bytes; a larger one is an input error.
+    pub max_file_bytes: u64,
+    /// The same policy the operator applies (Doppler personal tokens, KMS keys).
+    pub policy: Policy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            recursive: false,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            policy: Policy::default(),
+        }
+    }
+}
+
 /// Checks every VaultConnection in `inputs` (files, directories, or `-` for stdin). Like
-/// `kubectl apply -f`, a directory's subdirectories are read only when `recursive`.
-pub fn validate_paths(inputs: &[PathBuf], recursive: bool) -> Report {
+/// `kubectl apply -f`, a directory's subdirectories are read only when `options.recursive`.
+/// A path named in `inputs` may be a link (the caller chose it); links found inside a
+/// directory are reported and not followed.
+pub fn validate_paths(inputs: &[PathBuf], options: &Options) -> Report {
     let mut report = Report::default();
     let mut docs = Vec::new();
+    let limit = options.max_file_bytes;
     for input in inputs {
         if input.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => parse_docs("<stdin>", &text, &mut docs, &mut report),
-                Err(e) => report.input_errors.push(InputError {
+            match read_capped(std::io::stdin().lock(), limit) {
+                Ok(text) => parse_docs("<stdin>", &text, &mut docs, &mut report),
+                Err(message) => report.input_errors.push(InputError {
                     location: "<stdin>".into(),
-                    message: format!("cannot read: {e}"),
+                    message,
                 }),
             }
             continue;
         }
-        for file in expand(input, recursive, &mut report) {
+        for (file, follow) in expand(input, options.recursive, &mut report) {
             let name = file.display().to_string();
-            match std::fs::read_to_string(&file) {
+            match read_manifest(&file, follow, limit) {
                 Ok(text) => parse_docs(&name, &text, &mut docs, &mut report),
-                Err(e) => report.input_errors.push(InputError {
+                Err(message) => report.input_errors.push(InputError {
                     location: name,
-                    message: format!("cannot read: {e}"),
+                    message,
                 }),
             }
         }
     }
-    check_docs(&docs, &mut report);
+    check_docs(&docs, &options.policy, &mut report);
     report
 }
 
@@ -158,14 +199,26 @@ pub fn validate_text(name: &str, text: &str) -> Report {
     let mut report = Report::default();
     let mut docs = Vec::new();
     parse_docs(name, text, &mut docs, &mut report);
-    check_docs(&docs, &mut report);
+    check_docs(&docs, &Policy::default(), &mut report);
     report
 }
 
-/// Lists the YAML and JSON files in `path` (sorted), or `path` itself.
-fn expand(path: &Path, recursive: bool, report: &mut Report) -> Vec<PathBuf> {
+fn is_manifest_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Lists the YAML and JSON files in `path` (sorted), or `path` itself, each with whether a link
+/// may be followed to open it (only for `path` itself). Inside a directory, links are never
+/// followed: `ln -s . loop` would count every file again on each turn, two links to each other
+/// never end, and a link can point anywhere (`/dev/zero`, `/`). A link that would have been
+/// read — a manifest name, or a directory under `recursive` — is reported as an input error, so
+/// no manifest hides behind one unchecked.
+fn expand(path: &Path, recursive: bool, report: &mut Report) -> Vec<(PathBuf, bool)> {
     if !path.is_dir() {
-        return vec![path.to_owned()];
+        return vec![(path.to_owned(), true)];
     }
     let mut files = Vec::new();
     let mut stack = vec![path.to_owned()];
@@ -182,20 +235,116 @@ fn expand(path: &Path, recursive: bool, report: &mut Report) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.is_dir() {
+            // `file_type` describes the entry itself, never a link's target.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                let to_dir = recursive && std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
+                if to_dir || is_manifest_name(&p) {
+                    report.input_errors.push(InputError {
+                        location: p.display().to_string(),
+                        message: "is a symbolic link, and links inside a directory are not \
+                                  followed; name its target with -f, or replace the link"
+                            .into(),
+                    });
+                }
+            } else if kind.is_dir() {
                 if recursive {
                     stack.push(p);
                 }
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            ) {
-                files.push(p);
+            } else if is_manifest_name(&p) {
+                files.push((p, false));
             }
         }
     }
     files.sort();
     files
+}
+
+/// What kind of file `meta` describes, for an error message.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "something other than a regular file"
+    }
+}
+
+fn not_regular(meta: &std::fs::Metadata) -> String {
+    format!("is {}; only regular files are read", file_kind(meta))
+}
+
+fn too_large(limit: u64) -> String {
+    format!("is larger than the limit of {limit} bytes per file; split it or raise --max-file-size")
+}
+
+/// Reads one manifest file: only a regular file, at most `limit` bytes. The type is checked
+/// before opening (opening a FIFO waits for a writer; opening some devices acts on them) and
+/// again on the open handle, in case the path changed in between.
+fn read_manifest(path: &Path, follow_link: bool, limit: u64) -> Result<String, String> {
+    let meta = if follow_link {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a path swapped for a FIFO since the check does not block the open (it
+        // changes nothing for a regular file). O_NOFOLLOW: nor is a path swapped for a link
+        // followed.
+        let mut flags = libc::O_NONBLOCK;
+        if !follow_link {
+            flags |= libc::O_NOFOLLOW;
+        }
+        options.custom_flags(flags);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    if meta.len() > limit {
+        return Err(too_large(limit));
+    }
+    read_capped(file, limit)
+}
+
+/// Reads UTF-8 text from `input`, failing once it passes `limit` bytes (a file that grows, or
+/// stdin fed from `/dev/zero`, stops there rather than filling memory).
+fn read_capped(input: impl Read, limit: u64) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    input
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    String::from_utf8(bytes).map_err(|_| "cannot read: the file is not valid UTF-8".to_owned())
 }
 
 fn parse_docs(name: &str, text: &str, docs: &mut Vec<Doc>, report: &mut Report) {
@@ -275,7 +424,7 @@ fn find_secret<'a>(
     }
 }
 
-fn check_docs(docs: &[Doc], report: &mut Report) {
+fn check_docs(docs: &[Doc], policy: &Policy, report: &mut Report) {
     let secrets: SecretIndex = docs
         .iter()
         .filter(|d| kind_of(&d.value) == (Some("v1"), Some("Secret")))
@@ -338,6 +487,9 @@ fn check_docs(docs: &[Doc], report: &mut Report) {
                 continue;
             }
         };
+        if let Err(e) = check_kms_key(&spec, policy) {
+            problem(e.field, e.message);
+        }
         let ns = vc.metadata.namespace.as_deref();
         let Some(secret) = find_secret(&secrets, &doc.file, ns, &spec.secret_name) else {
             continue; // the Secret is not in the input: nothing more to check offline
@@ -357,7 +509,7 @@ fn check_docs(docs: &[Doc], report: &mut Report) {
                 "data value is not valid base64".into(),
             );
         }
-        if let Err(errors) = validate_credentials(&spec, &secret.data) {
+        if let Err(errors) = validate_credentials(&spec, &secret.data, policy) {
             for e in errors.into_iter().filter(|e| {
                 // A key whose base64 is broken was reported above; do not call it missing too.
                 !secret

@@ -1,6 +1,11 @@
 //! Prometheus metrics and the HTTP endpoints `/metrics`, `/healthz` and `/readyz`.
 //! Labels are operation names, outcomes and condition reasons — never names of Secrets or
 //! values.
+//!
+//! The server holds up against clients that misbehave (see [`ServeLimits`]): headers must
+//! arrive within a timeout, connections are capped (idle ones make room for new ones, see
+//! [`crate::admission`]), and a failed accept, such as running out of file descriptors, pauses
+//! the loop instead of ending it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,13 +18,39 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::admission::Admission;
+
+/// Limits that keep `/healthz` and `/metrics` answering when some client misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Connections open at once. When all are taken, the one idle longest is closed for a new
+    /// one; a new one is refused only when every connection is mid-request.
+    pub max_connections: usize,
+    /// Time a connection has to send a request's headers, counted from its opening or from the
+    /// end of its previous response: it is the header-read timeout (against slowloris) and the
+    /// keep-alive idle timeout at once.
+    pub header_read_timeout: Duration,
+    /// Pause after a failed accept (e.g. EMFILE, out of file descriptors) before the next try.
+    pub accept_error_pause: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(5),
+            accept_error_pause: Duration::from_millis(100),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SsmLabels {
@@ -60,6 +91,7 @@ struct Inner {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     connections: Family<ConditionLabels, Gauge>,
+    leader: Gauge,
     ready: AtomicBool,
 }
 
@@ -109,6 +141,13 @@ impl Metrics {
             "VaultConnections by Ready condition status and reason",
             connections.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process reconciles (it holds the Lease, or runs without leader \
+             election), 0 while it stands by",
+            leader.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -118,6 +157,7 @@ impl Metrics {
                 reconcile_errors,
                 reconcile_duration,
                 connections,
+                leader,
                 ready: AtomicBool::new(false),
             }),
         }
@@ -175,6 +215,11 @@ impl Metrics {
         }
     }
 
+    /// Marks this process as the one reconciling (leader) or standing by.
+    pub fn set_leader(&self, leader: bool) {
+        self.inner.leader.set(i64::from(leader));
+    }
+
     /// Marks the operator ready (caches synced, leadership settled) or not.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Relaxed);
@@ -193,28 +238,69 @@ impl Metrics {
         out
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is dropped.
-    /// `before_scrape` refreshes gauges computed from caches.
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` with the default
+    /// [`ServeLimits`] until the task is dropped. `before_scrape` refreshes gauges computed from
+    /// caches.
     pub async fn serve(
         self,
         addr: SocketAddr,
         before_scrape: Arc<dyn Fn() + Send + Sync>,
     ) -> std::io::Result<()> {
+        self.serve_with(addr, before_scrape, ServeLimits::default())
+            .await
+    }
+
+    /// [`Metrics::serve`] with chosen limits. Fails only when `addr` cannot be bound.
+    pub async fn serve_with(
+        self,
+        addr: SocketAddr,
+        before_scrape: Arc<dyn Fn() + Send + Sync>,
+        limits: ServeLimits,
+    ) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tracing::info!(%addr, ?limits, "serving /metrics, /healthz and /readyz");
+        let admission = Admission::new(limits.max_connections);
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
         loop {
-            let (stream, _) = listener.accept().await?;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        pause = ?limits.accept_error_pause,
+                        "metrics server could not accept a connection; trying again after a pause"
+                    );
+                    tokio::time::sleep(limits.accept_error_pause).await;
+                    continue;
+                }
+            };
+            let Some(slot) = admission.admit().await else {
+                tracing::debug!("metrics server: every connection is mid-request; refused one");
+                continue; // dropping the stream closes it
+            };
             let metrics = self.clone();
             let before_scrape = before_scrape.clone();
+            let busy = slot.busy();
+            let http = http.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let metrics = metrics.clone();
                     let before_scrape = before_scrape.clone();
-                    async move { Ok::<_, Infallible>(metrics.answer(req.uri().path(), &*before_scrape)) }
+                    let busy = busy();
+                    async move {
+                        let response = metrics.answer(req.uri().path(), &*before_scrape);
+                        drop(busy);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    () = slot.displaced() => {}
+                }
+                drop(slot);
             });
         }
     }

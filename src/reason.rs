@@ -31,6 +31,8 @@ pub enum Reason {
     InvalidCredentials,
     /// With verification on, the provider refused the credentials.
     CredentialsRejected,
+    /// The spec names a KMS key the operator may not use.
+    KmsKeyNotAllowed,
     /// The SSM document would exceed the Advanced tier's size.
     ValueTooLarge,
     /// The namespace's tier allows fewer connections.
@@ -49,7 +51,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Synced,
         Reason::InvalidSpec,
         Reason::SecretNotFound,
@@ -57,6 +59,7 @@ impl Reason {
         Reason::MissingKey,
         Reason::InvalidCredentials,
         Reason::CredentialsRejected,
+        Reason::KmsKeyNotAllowed,
         Reason::ValueTooLarge,
         Reason::TierLimitExceeded,
         Reason::ParameterNotOwned,
@@ -76,6 +79,7 @@ impl Reason {
             Reason::MissingKey => "MissingKey",
             Reason::InvalidCredentials => "InvalidCredentials",
             Reason::CredentialsRejected => "CredentialsRejected",
+            Reason::KmsKeyNotAllowed => "KmsKeyNotAllowed",
             Reason::ValueTooLarge => "ValueTooLarge",
             Reason::TierLimitExceeded => "TierLimitExceeded",
             Reason::ParameterNotOwned => "ParameterNotOwned",
@@ -101,6 +105,7 @@ impl Reason {
             | Reason::MissingKey
             | Reason::InvalidCredentials
             | Reason::CredentialsRejected
+            | Reason::KmsKeyNotAllowed
             | Reason::ValueTooLarge => Some(Stage::Valid),
             Reason::TierLimitExceeded
             | Reason::ParameterNotOwned
@@ -130,6 +135,9 @@ impl Reason {
             Reason::InvalidCredentials => "a credential fails a length or format check",
             Reason::CredentialsRejected => {
                 "with verification on, the provider refused the credentials; nothing written"
+            }
+            Reason::KmsKeyNotAllowed => {
+                "the spec names a KMS key outside the operator's allow-list"
             }
             Reason::ValueTooLarge => "the SSM document would exceed the Advanced tier's size limit",
             Reason::TierLimitExceeded => "the namespace's tier allows fewer connections",

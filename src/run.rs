@@ -46,7 +46,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
     let ssm = ssm_client(&args, metrics.clone()).await;
-    let cluster_id = cluster_id(&client, &args).await?;
+    let stores: Arc<Mutex<Vec<Store<VaultConnection>>>> = Arc::default();
+    // Liveness answers from the start, also while the API server cannot be reached.
+    let server = tokio::spawn(
+        metrics
+            .clone()
+            .serve(args.metrics_addr, count_connections(&stores, &metrics)),
+    );
+    let shutdown = shutdown_signal().shared();
+    let Some(cluster_id) = until_cluster_id(&client, &args, shutdown.clone()).await else {
+        server.abort();
+        return Ok(());
+    };
     let settings = args.settings(&cluster_id);
     let scopes = args.scopes();
     tracing::info!(
@@ -61,14 +72,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "starting"
     );
 
-    let stores: Arc<Mutex<Vec<Store<VaultConnection>>>> = Arc::default();
-    let server = tokio::spawn(
-        metrics
-            .clone()
-            .serve(args.metrics_addr, count_connections(&stores, &metrics)),
-    );
-
-    let shutdown = shutdown_signal().shared();
     let lost = if args.leader_election {
         match lease::elect(client.clone(), &args, &metrics, shutdown.clone()).await? {
             Election::Leading(lost) => Some(lost),
@@ -78,6 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     } else {
+        metrics.set_leader(true);
         None
     };
     let stop = {
@@ -140,6 +144,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This cluster's identity, retried until the API server answers; `None` on shutdown.
+async fn until_cluster_id(
+    client: &Client,
+    args: &RunArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Option<String> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut attempt = 0;
+    loop {
+        match cluster_id(client, args).await {
+            Ok(id) => return Some(id),
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "cannot determine the cluster id yet");
+            }
+        }
+        let pause =
+            crate::backoff::jittered(attempt, Duration::from_millis(500), Duration::from_secs(30));
+        tokio::select! {
+            () = &mut shutdown => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
 }
 
 /// This cluster's identity: `--cluster-id`, else the uid of the kube-system namespace (which

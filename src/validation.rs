@@ -2,9 +2,10 @@
 //! list of [`FieldError`]s that name the field and the rule — never a value.
 //!
 //! Nothing here does I/O. The controller and the offline `validate` command both call
-//! [`validate_spec`] and then [`validate_credentials`], so they cannot disagree.
+//! [`validate_spec`], [`check_kms_key`] and [`validate_credentials`] with the same [`Policy`], so
+//! they cannot disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,8 @@ pub enum ErrorKind {
     MissingKey,
     /// A credential in the Secret fails a format or length check.
     InvalidCredentials,
+    /// The spec names a KMS key the operator's policy does not allow.
+    KmsKeyNotAllowed,
 }
 
 impl ErrorKind {
@@ -30,6 +33,7 @@ impl ErrorKind {
             ErrorKind::InvalidSpec => Reason::InvalidSpec,
             ErrorKind::MissingKey => Reason::MissingKey,
             ErrorKind::InvalidCredentials => Reason::InvalidCredentials,
+            ErrorKind::KmsKeyNotAllowed => Reason::KmsKeyNotAllowed,
         }
     }
 }
@@ -69,6 +73,57 @@ pub fn summarize(errors: &[FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Rules a cluster admin sets for the whole operator, on top of the fixed rules. The default is
+/// the strict one: no personal Doppler tokens, and every KMS key allowed only when no list is
+/// given (the offline `validate` command without `--allowed-kms-keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept Doppler personal (`dp.pt.`) and CLI (`dp.ct.`) tokens, which carry a person's
+    /// access to the whole workspace (`--allow-doppler-personal-tokens`).
+    pub allow_doppler_personal_tokens: bool,
+    /// The KMS keys a spec may name in `spec.ssm.kmsKeyId`, compared as written (`None`: any).
+    /// The operator always sets this: its default key plus `--allowed-kms-keys`.
+    pub allowed_kms_keys: Option<BTreeSet<String>>,
+}
+
+impl Policy {
+    /// The operator's policy: `default_kms_key` plus `allowed_kms_keys` (blank entries ignored)
+    /// are the only keys a spec may name.
+    pub fn for_operator(
+        allow_doppler_personal_tokens: bool,
+        default_kms_key: &str,
+        allowed_kms_keys: &[String],
+    ) -> Policy {
+        let keys = std::iter::once(default_kms_key)
+            .chain(allowed_kms_keys.iter().map(String::as_str))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Policy {
+            allow_doppler_personal_tokens,
+            allowed_kms_keys: Some(keys),
+        }
+    }
+}
+
+/// Checks the KMS key a spec names against the policy's allow-list. A spec that names none gets
+/// the operator's default key, which is always allowed. Namespace admins write specs; which keys
+/// encrypt the account's parameters is the cluster admin's call.
+pub fn check_kms_key(spec: &ValidSpec, policy: &Policy) -> Result<(), FieldError> {
+    match (&spec.kms_key_id, &policy.allowed_kms_keys) {
+        (Some(key), Some(allowed)) if !allowed.contains(key) => Err(FieldError {
+            field: "spec.ssm.kmsKeyId".into(),
+            kind: ErrorKind::KmsKeyNotAllowed,
+            message: "names a KMS key this operator may not use; nothing was written: remove the \
+                      field to use the default key, or ask a cluster admin to add the key to \
+                      --allowed-kms-keys (chart value policy.allowedKmsKeys)"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Limits of the resource (they mirror the provider API; docs/design.md lists them).
@@ -415,14 +470,16 @@ pub fn normalize_secret_path(path: &str) -> String {
 /// (as the API server does on write).
 pub type SecretData = BTreeMap<String, Vec<u8>>;
 
-/// Reads and checks the credentials the spec's provider needs from the Secret's data.
+/// Reads and checks the credentials the spec's provider needs from the Secret's data, under the
+/// operator's `policy`.
 pub fn validate_credentials(
     spec: &ValidSpec,
     data: &SecretData,
+    policy: &Policy,
 ) -> Result<Connection, Vec<FieldError>> {
     let mut errors = Vec::new();
     let secret = &spec.secret_name;
-    let token = |errors: &mut Vec<FieldError>, rule: fn(&str) -> Result<(), &'static str>| {
+    let token = |errors: &mut Vec<FieldError>, rule: &dyn Fn(&str) -> Result<(), &'static str>| {
         credential(
             errors,
             secret,
@@ -433,10 +490,11 @@ pub fn validate_credentials(
         )
     };
     let provider = match &spec.settings {
-        ProviderSettings::OnePassword => token(&mut errors, one_password_token)
+        ProviderSettings::OnePassword => token(&mut errors, &one_password_token)
             .map(|access_token| Provider::OnePassword { access_token }),
         ProviderSettings::Doppler { project, config } => {
-            token(&mut errors, doppler_token).map(|access_token| Provider::Doppler {
+            let rule = |v: &str| doppler_token(v, policy.allow_doppler_personal_tokens);
+            token(&mut errors, &rule).map(|access_token| Provider::Doppler {
                 access_token,
                 project: project.clone(),
                 config: config.clone(),
@@ -563,10 +621,17 @@ fn one_password_token(v: &str) -> Result<(), &'static str> {
     }
 }
 
-fn doppler_token(v: &str) -> Result<(), &'static str> {
+fn doppler_token(v: &str, allow_personal: bool) -> Result<(), &'static str> {
     if v.starts_with("dp.scim.") || v.starts_with("dp.audit.") {
         return Err(
             "is a Doppler SCIM or audit token, which cannot read secrets; use a service token (dp.st.)",
+        );
+    }
+    if !allow_personal && (v.starts_with("dp.pt.") || v.starts_with("dp.ct.")) {
+        return Err(
+            "is a Doppler personal (dp.pt.) or CLI (dp.ct.) token, which carries one person's access to \
+             the whole workspace; use a service token (dp.st.) scoped to this project and config, or ask \
+             a cluster admin to allow such tokens with --allow-doppler-personal-tokens",
         );
     }
     let kind = v.strip_prefix("dp.").and_then(|rest| rest.split_once('.'));

@@ -102,6 +102,40 @@ fn the_values_schema_rejects_wrong_types_unknown_keys_and_malformed_flags() {
             "podAnnotations:\n  prometheus.io/port: 8080\n",
             "/podAnnotations/prometheus.io~1port",
         ),
+        // ---- alerts and dashboard
+        (
+            "prometheusRule:\n  enabled: \"yes\"\n",
+            "/prometheusRule/enabled",
+        ),
+        (
+            "prometheusRule:\n  severityy: page\n",
+            "additional properties 'severityy'",
+        ),
+        (
+            "prometheusRule:\n  notReadyFor: 15 minutes\n",
+            "/prometheusRule/notReadyFor",
+        ),
+        (
+            "prometheusRule:\n  disabled: [VaultConnectionNotReadyy]\n",
+            "/prometheusRule/disabled/0",
+        ),
+        (
+            "prometheusRule:\n  alertLabels: {team: 1}\n",
+            "/prometheusRule/alertLabels/team",
+        ),
+        (
+            "prometheusRule:\n  alertLabels: {team-name: a}\n",
+            "invalid propertyName 'team-name'",
+        ),
+        ("prometheusRule:\n  job: 'a\"b'\n", "/prometheusRule/job"),
+        (
+            "dashboard:\n  labels: {grafana_dashboard: 1}\n",
+            "/dashboard/labels/grafana_dashboard",
+        ),
+        (
+            "dashboard:\n  namespace: Monitoring\n",
+            "/dashboard/namespace",
+        ),
     ];
     let mut wrong = Vec::new();
     for (values, expected) in cases {
@@ -678,9 +712,10 @@ fn the_metrics_service_and_optional_service_monitor_use_the_metrics_port() {
         of_kind(&objects, "ServiceMonitor").is_empty(),
         "no ServiceMonitor by default"
     );
-    assert!(
-        of_kind(&objects, "NetworkPolicy").is_empty(),
-        "no NetworkPolicy by default"
+    assert_eq!(
+        of_kind(&objects, "NetworkPolicy").len(),
+        1,
+        "a NetworkPolicy by default"
     );
 
     // The ServiceMonitor CRD is not in the test environment: check the rendering only.
@@ -705,19 +740,9 @@ fn the_metrics_service_and_optional_service_monitor_use_the_metrics_port() {
 }
 
 #[test]
-fn the_network_policy_admits_only_metrics_scrapes_and_needed_egress() {
+fn the_network_policy_is_on_by_default_and_admits_only_scrapes_probes_and_needed_egress() {
     let env = TestEnv::get();
-    let values = ValuesFile::new(
-        r#"
-networkPolicy:
-  enabled: true
-  metricsFrom:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: monitoring
-"#,
-    );
-    let objects = template(&env, "rel", "ops", &["-f", values.path()]);
+    let objects = template(&env, "rel", "ops", &[]);
     let policy = find(
         &objects,
         "NetworkPolicy",
@@ -727,11 +752,16 @@ networkPolicy:
     let spec = &policy["spec"];
     assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(
+        spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "rel"
+    );
+    assert_eq!(
         spec["ingress"],
         json!([{
             "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
             "ports": [{"port": "metrics", "protocol": "TCP"}]
-        }])
+        }]),
+        "by default only Prometheus in the monitoring namespace reaches the metrics/health port"
     );
     let egress_ports: Vec<(Value, Value)> = spec["egress"]
         .as_array()
@@ -748,10 +778,46 @@ networkPolicy:
             (json!(443), json!("TCP")),
             (json!(6443), json!("TCP")),
         ],
-        "egress: DNS, the API server and HTTPS only"
+        "egress: DNS, the API server and HTTPS (AWS) only"
     );
 
-    let closed = template(&env, "rel", "ops", &["--set", "networkPolicy.enabled=true"]);
+    // Node CIDRs for the kubelet's probes, on a CNI that does not exempt them.
+    let values = ValuesFile::new(
+        r#"
+networkPolicy:
+  metricsFrom:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: observability
+  probesFrom:
+    - ipBlock:
+        cidr: 10.0.0.0/16
+"#,
+    );
+    let objects = template(&env, "rel", "ops", &["-f", values.path()]);
+    let policy = find(
+        &objects,
+        "NetworkPolicy",
+        "rel-vault-connection-operator",
+        Some("ops"),
+    );
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/16"}}
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}]
+        }])
+    );
+
+    let closed = template(
+        &env,
+        "rel",
+        "ops",
+        &["--set-json", "networkPolicy.metricsFrom=[]"],
+    );
     let policy = find(
         &closed,
         "NetworkPolicy",
@@ -763,6 +829,85 @@ networkPolicy:
         json!([]),
         "no peers configured: no ingress at all"
     );
+
+    let off = template(
+        &env,
+        "rel",
+        "ops",
+        &["--set", "networkPolicy.enabled=false"],
+    );
+    assert!(
+        of_kind(&off, "NetworkPolicy").is_empty(),
+        "it can be turned off"
+    );
+}
+
+#[test]
+fn the_policy_values_reach_the_operator_flags_and_bad_keys_are_rejected() {
+    let env = TestEnv::get();
+    let deployment = |objects: &[Value]| {
+        operator_container(find(
+            objects,
+            "Deployment",
+            "rel-vault-connection-operator",
+            Some("ops"),
+        ))
+        .clone()
+    };
+    let defaults = deployment(&template(&env, "rel", "ops", &[]));
+    assert_eq!(
+        env_value(&defaults, "VCO_ALLOW_DOPPLER_PERSONAL_TOKENS").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        env_value(&defaults, "VCO_ALLOWED_KMS_KEYS"),
+        None,
+        "no list: only the default key"
+    );
+
+    let values = ValuesFile::new(
+        r#"
+policy:
+  allowedKmsKeys: [alias/team-a, "arn:aws:kms:eu-west-1:123456789012:key/0b7b2d4e"]
+  allowDopplerPersonalTokens: true
+"#,
+    );
+    let set = deployment(&template(&env, "rel", "ops", &["-f", values.path()]));
+    assert_eq!(
+        env_value(&set, "VCO_ALLOWED_KMS_KEYS").as_deref(),
+        Some("alias/team-a,arn:aws:kms:eu-west-1:123456789012:key/0b7b2d4e")
+    );
+    assert_eq!(
+        env_value(&set, "VCO_ALLOW_DOPPLER_PERSONAL_TOKENS").as_deref(),
+        Some("true")
+    );
+
+    for (bad, expected) in [
+        (
+            "policy:\n  allowedKmsKeys: [\"a,b\"]\n",
+            "/policy/allowedKmsKeys/0",
+        ),
+        (
+            "policy:\n  allowedKmsKeys: [\"alias/a b\"]\n",
+            "/policy/allowedKmsKeys/0",
+        ),
+        (
+            "policy:\n  allowDopplerPersonalTokens: \"yes\"\n",
+            "/policy/allowDopplerPersonalTokens",
+        ),
+        (
+            "policy:\n  allowKms: []\n",
+            "additional properties 'allowKms'",
+        ),
+    ] {
+        let file = ValuesFile::new(bad);
+        let out = helm(&env, &["lint", CHART, "-f", file.path()]);
+        let text = format!("{}{}", out.stderr, out.stdout);
+        assert!(
+            !out.success && text.contains(expected),
+            "values {bad:?}: expected a failure mentioning {expected:?}, got: {text}"
+        );
+    }
 }
 
 // ---- credential verification (operator.verification) -----------------------------------------

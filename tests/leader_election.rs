@@ -81,7 +81,11 @@ spec: {vaultType: onepassword, credentialsSecretRef: {name: creds}}
         version(ssm.clone(), param.clone())
     })
     .await;
-    assert!(reconciles(leader) > 0, "the leader reconciles");
+    // The parameter is written before the reconcile logs its end, so wait for the log line.
+    eventually(10, "the leader to log its reconcile", || async {
+        (reconciles(leader) > 0).then_some(())
+    })
+    .await;
     assert_eq!(reconciles(standby), 0, "the standby does not reconcile");
 
     leader.kill();

@@ -127,6 +127,14 @@ async fn a_standby_replica_is_ready_while_it_waits_for_the_lease() {
     let standby = Operator::start(&env, &ns, &prefix, &opts).await;
     assert!(standby.logs().contains("standing by for leadership"));
     assert!(!standby.logs().contains("became leader"));
+    // The leader gauge tells them apart (the chart's no-leader alert sums it).
+    let gauge = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("vault_connection_operator_leader "))
+            .map(str::to_owned)
+    };
+    assert_eq!(gauge(leader.metrics_text().await).as_deref(), Some("1"));
+    assert_eq!(gauge(standby.metrics_text().await).as_deref(), Some("0"));
 }
 
 /// The kubeconfig with its `server:` line replaced.

@@ -339,7 +339,7 @@ fn valid_data(spec: &ValidSpec) -> BoxedStrategy<SecretData> {
                 .boxed()
         }
         ProviderSettings::Doppler { .. } => {
-            let kind = prop::sample::select(vec!["st", "sa", "pt", "ct", "said"]);
+            let kind = prop::sample::select(vec!["st", "sa", "said"]);
             let token =
                 (kind, "[A-Za-z0-9._-]{1,100}").prop_map(|(k, rest)| format!("dp.{k}.{rest}"));
             entry(&spec.access_token_key, token.boxed())
@@ -546,11 +546,12 @@ fn check_accepted(
             let t = access_token.expose_secret();
             check_credential(t, data, &spec.access_token_key, (1, 4096))?;
             prop_assert!(!t.starts_with("dp.scim.") && !t.starts_with("dp.audit."));
+            // Personal (pt) and CLI (ct) tokens only when the policy allows them; it does not here.
             prop_assert!(
-                ["st", "sa", "pt", "ct", "said"].iter().any(|k| t
+                ["st", "sa", "said"].iter().any(|k| t
                     .strip_prefix(&format!("dp.{k}."))
                     .is_some_and(|rest| !rest.is_empty())),
-                "not a token that can read secrets"
+                "not a service token that can read secrets"
             );
             prop_assert_eq!((project, config), (p, q));
         }
@@ -716,7 +717,9 @@ static TEMPLATES: LazyLock<String> = LazyLock::new(|| {
             cases.push(KEYS.iter().map(|k| ((*k).to_owned(), p.to_vec())).collect());
         }
         for data in cases {
-            if let Err(errors) = validation::validate_credentials(&spec, &data) {
+            if let Err(errors) =
+                validation::validate_credentials(&spec, &data, &validation::Policy::default())
+            {
                 for e in errors {
                     text.push_str(&format!("{e}\n{e:?}\n"));
                 }
@@ -783,7 +786,7 @@ proptest! {
         spec in provider_spec(),
         data in any_data(),
     ) {
-        match validation::validate_credentials(&spec, &data) {
+        match validation::validate_credentials(&spec, &data, &validation::Policy::default()) {
             Ok(connection) => check_accepted(&spec, &data, &connection)?,
             Err(errors) => check_credential_errors(&spec, &data, &errors)?,
         }
@@ -794,7 +797,7 @@ proptest! {
         spec in provider_spec(),
         data in prop_oneof![canary_data(), any_data()],
     ) {
-        let result = validation::validate_credentials(&spec, &data);
+        let result = validation::validate_credentials(&spec, &data, &validation::Policy::default());
         let output = match &result {
             Ok(connection) => format!("{connection:?}"),
             Err(errors) => format!("{}\n{errors:?}\n{}", validation::summarize(errors),
@@ -822,7 +825,7 @@ proptest! {
         prop_assert!(valid.is_ok(), "valid spec rejected: {:?}", valid.err());
         let valid = valid.expect("checked above");
         check_valid_spec(&name, &spec, &valid)?;
-        match validation::validate_credentials(&valid, &data) {
+        match validation::validate_credentials(&valid, &data, &validation::Policy::default()) {
             Ok(connection) => check_accepted(&valid, &data, &connection)?,
             Err(errors) => prop_assert!(false, "valid credentials rejected: {}", validation::summarize(&errors)),
         }
@@ -906,7 +909,9 @@ fn check_report(report: &Report) -> Result<(), TestCaseError> {
     );
     for line in lines(report) {
         prop_assert!(
-            !line.chars().any(|c| c.is_control() || invisible(c)),
+            !line
+                .chars()
+                .any(|c| c.is_control() || invisible(c) || matches!(c, '\u{2028}' | '\u{2029}')),
             "a finding prints as more than one plain line: {:?}",
             line
         );

@@ -178,3 +178,216 @@ fn a_manifest_cannot_forge_output_lines_or_send_terminal_escapes() {
     assert!(!out.trim_end().chars().any(char::is_control), "{out:?}");
     assert!(!out.contains('\u{202e}'), "{out:?}");
 }
+
+// ---- hostile trees: every run below must end within a few seconds ----------------------------
+
+/// Runs `validate` with `args` and kills it if it has not finished within `secs`: a hang or a
+/// read without end fails the test instead of stalling CI.
+fn validate_within(secs: u64, args: &[&str], stdin: Stdio) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
+        .arg("validate")
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the binary");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("poll the child").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("validate {args:?} did not finish within {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory holding one valid connection (`conn.yaml`).
+fn tree(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(common::unique(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        repo().join("examples/onepassword.yaml"),
+        dir.join("conn.yaml"),
+    )
+    .unwrap();
+    dir
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+#[test]
+fn a_link_to_its_own_directory_is_not_followed_and_each_file_counts_once() {
+    let dir = tree("vco-loop");
+    std::os::unix::fs::symlink(".", dir.join("loop")).unwrap();
+    let (code, out, err) = validate_within(10, &["-R", "-f", path(&dir)], Stdio::null());
+    assert!(err.contains("checked 1 VaultConnection(s)"), "{err}");
+    assert!(
+        err.contains("loop: is a symbolic link, and links inside a directory are not followed"),
+        "{err}"
+    );
+    assert_eq!(
+        code,
+        Some(2),
+        "a link that hides files is an input error: {out}{err}"
+    );
+}
+
+#[test]
+fn two_links_to_each_other_end_at_once_with_an_input_error() {
+    let dir = tree("vco-mutual");
+    std::os::unix::fs::symlink("b.yaml", dir.join("a.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", dir.join("b.yaml")).unwrap();
+    std::os::unix::fs::symlink("y", dir.join("x")).unwrap();
+    std::os::unix::fs::symlink("x", dir.join("y")).unwrap();
+    let (code, _, err) = validate_within(10, &["-R", "-f", path(&dir)], Stdio::null());
+    assert_eq!(code, Some(2), "{err}");
+    for link in ["a.yaml", "b.yaml"] {
+        assert!(
+            err.contains(&format!("{link}: is a symbolic link")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("checked 1 VaultConnection(s)"), "{err}");
+    // Named on the command line, a link is followed once: the loop is an error, not a hang.
+    let (code, _, err) = validate_within(10, &["-f", path(&dir.join("a.yaml"))], Stdio::null());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a.yaml: cannot read"), "{err}");
+}
+
+#[test]
+fn a_link_to_dev_zero_is_never_read() {
+    let dir = tree("vco-zero");
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+    let (code, _, err) = validate_within(10, &["-f", path(&dir)], Stdio::null());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("zero.yaml: is a symbolic link"), "{err}");
+    // Named directly, it is followed, seen to be a device and refused before it is opened.
+    for target in [dir.join("zero.yaml"), "/dev/zero".into()] {
+        let (code, _, err) = validate_within(10, &["-f", path(&target)], Stdio::null());
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("is a device; only regular files are read"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    let dir = tree("vco-fifo");
+    let fifo = dir.join("pipe.yaml");
+    let (ok, _, err) = common::run(Command::new("mkfifo").arg(&fifo));
+    assert!(ok, "mkfifo: {err}");
+    for args in [vec!["-f", path(&fifo)], vec!["-f", path(&dir)]] {
+        let (code, _, err) = validate_within(10, &args, Stdio::null());
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("pipe.yaml: is a FIFO; only regular files are read"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_naming_the_file_and_the_limit() {
+    let dir = tree("vco-big");
+    let big = dir.join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(2000))).unwrap();
+    let (code, _, err) = validate_within(
+        10,
+        &["--max-file-size", "1024", "-f", path(&dir)],
+        Stdio::null(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("big.yaml: is larger than the limit of 1024 bytes per file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("checked 1 VaultConnection(s)"),
+        "the small file is still read: {err}"
+    );
+}
+
+#[test]
+fn stdin_without_end_is_read_only_up_to_the_size_limit() {
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let (code, _, err) = validate_within(20, &["-f", "-"], Stdio::from(zero));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("<stdin>: is larger than the limit of 4194304 bytes per file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_unicode_line_separator_cannot_forge_an_output_line() {
+    // U+2028 and U+2029 break lines in editors, browsers and some CI log viewers; NEL (U+0085)
+    // in others. Each must come out as an escape, not as the character.
+    let text = "apiVersion: vaultconnections.io/v1alpha1\nkind: VaultConnection\n\
+                metadata: {name: bad}\nspec:\n  \
+                vaultType: \"x\\Lforged.yaml:0: spec: fine\\Pforged.yaml:1: a\\Nforged.yaml:2: b\"\n  \
+                credentialsSecretRef: {name: creds}\n";
+    let (code, out, _) = validate_stdin(text);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    for (raw, escaped) in [
+        ('\u{2028}', r"\u{2028}forged.yaml:0:"),
+        ('\u{2029}', r"\u{2029}forged.yaml:1:"),
+        ('\u{85}', r"\u{85}forged.yaml:2:"),
+    ] {
+        assert!(!out.contains(raw), "{out:?}");
+        assert!(out.contains(escaped), "{out:?}");
+    }
+}
+
+#[test]
+fn doppler_personal_tokens_pass_validate_only_with_the_flag() {
+    let file = "examples/invalid/doppler-personal-token.yaml";
+    let (code, out, _) = validate(&["-f", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--allow-doppler-personal-tokens"), "{out}");
+    assert!(!out.contains("FAKEexample"), "{out}");
+    let (code, out, err) = validate(&["--allow-doppler-personal-tokens", "-f", file]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn kms_keys_are_checked_when_an_allow_list_is_given() {
+    let text = "apiVersion: vaultconnections.io/v1alpha1\nkind: VaultConnection\n\
+                metadata: {name: c}\nspec:\n  vaultType: onepassword\n  \
+                credentialsSecretRef: {name: creds}\n  ssm: {kmsKeyId: alias/other-team}\n";
+    let dir = std::env::temp_dir().join(common::unique("vco-kms"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kms.yaml");
+    std::fs::write(&file, text).unwrap();
+    let (code, _, err) = validate(&["-f", path(&file)]);
+    assert_eq!(
+        code,
+        Some(0),
+        "no list: the key is the operator's to judge: {err}"
+    );
+    let (code, out, _) = validate(&[
+        "--allowed-kms-keys",
+        "alias/aws/ssm,alias/mine",
+        "-f",
+        path(&file),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("kms.yaml:0: spec.ssm.kmsKeyId: names a KMS key this operator may not use"),
+        "{out}"
+    );
+    let (code, _, err) = validate(&["--allowed-kms-keys", "alias/other-team", "-f", path(&file)]);
+    assert_eq!(code, Some(0), "{err}");
+}

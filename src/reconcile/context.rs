@@ -62,6 +62,25 @@ impl Memos {
     pub fn forget(&self, uid: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
     }
+
+    /// Keeps only the memos of uids `alive` says still exist (a connection can vanish without
+    /// a cleanup, e.g. when its finalizer is removed by hand).
+    pub fn retain(&self, alive: impl Fn(&str) -> bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|uid, _| alive(uid));
+    }
+
+    /// How many connections have a memo.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no connection has a memo.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What every reconcile shares.
@@ -148,9 +167,44 @@ impl Context {
         self.memos.with(uid, |m| m.failures = 0);
     }
 
+    /// Drops the memos of connections that are no longer in the cache.
+    pub fn prune(&self) {
+        let alive: std::collections::HashSet<String> = self
+            .store
+            .state()
+            .iter()
+            .filter_map(|vc| vc.metadata.uid.clone())
+            .collect();
+        let before = self.memos.len();
+        self.memos.retain(|uid| alive.contains(uid));
+        let pruned = before.saturating_sub(self.memos.len());
+        if pruned > 0 {
+            tracing::debug!(pruned, "forgot connections that are gone");
+        }
+    }
+
     /// Whether this is the first drift check this process schedules for `uid`.
     pub fn first_check(&self, uid: &str) -> bool {
         self.memos
             .with(uid, |m| !std::mem::replace(&mut m.drift_scheduled, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_memo_per_connection_forgotten_in_one_call_or_pruned_when_gone() {
+        let memos = Memos::default();
+        memos.with("a", |m| m.failures = 2);
+        memos.with("b", |m| m.drift_scheduled = true);
+        memos.with("c", |m| m.failures = 1);
+        assert_eq!(memos.with("a", |m| m.failures), 2);
+        memos.forget("a");
+        assert_eq!(memos.with("a", |m| m.failures), 0, "forgotten");
+        memos.retain(|uid| uid == "b");
+        assert_eq!(memos.len(), 1);
+        assert!(memos.with("b", |m| m.drift_scheduled), "kept");
     }
 }

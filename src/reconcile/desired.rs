@@ -50,7 +50,7 @@ pub fn desired(
         secret,
         ..
     } = inputs;
-    let connection = validate_credentials(&spec, &secret).map_err(|errors| {
+    let connection = validate_credentials(&spec, &secret, &settings.policy).map_err(|errors| {
         let kind = if errors.iter().any(|e| e.kind == ErrorKind::MissingKey) {
             ErrorKind::MissingKey
         } else {

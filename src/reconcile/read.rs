@@ -13,7 +13,7 @@ use crate::document::parameter_name;
 use crate::reason::Reason;
 use crate::status::Failure;
 use crate::tiers::position;
-use crate::validation::{SecretData, ValidSpec, summarize, validate_spec};
+use crate::validation::{SecretData, ValidSpec, check_kms_key, summarize, validate_spec};
 
 /// What the later steps need, read and checked.
 pub struct Inputs {
@@ -35,6 +35,9 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Inputs
         Ok(spec) => spec,
         Err(errors) => return Ok(Err(Failure::new(Reason::InvalidSpec, summarize(&errors)))),
     };
+    if let Err(e) = check_kms_key(&spec, &ctx.settings.policy) {
+        return Ok(Err(Failure::new(e.kind.reason(), e.to_string())));
+    }
     let s = &ctx.settings;
     let parameter = match parameter_name(&s.prefix, &s.cluster, &ns, &name) {
         Ok(p) => p,

@@ -128,7 +128,20 @@ pub fn run_scope(
     });
     watches += 1;
 
-    let run = controller
+    // Memos of connections that vanished without a cleanup are dropped once per drift interval.
+    let pruner = {
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(ctx.settings.drift_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await; // the first tick is immediate
+            loop {
+                every.tick().await;
+                ctx.prune();
+            }
+        }
+    };
+    let controller = controller
         .trigger_backoff(backoff::WatchBackoff::new(watches))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -138,5 +151,11 @@ pub fn run_scope(
                 tracing::debug!(error = %e, "controller event");
             }
         });
+    let run = async move {
+        tokio::select! {
+            () = controller => {}
+            () = pruner => {}
+        }
+    };
     (store, run)
 }

@@ -51,12 +51,12 @@ fn only_error_on(s: &VaultConnectionSpec, field: &str) -> FieldError {
 
 fn credential_errors(s: &VaultConnectionSpec, d: &SecretData) -> Vec<FieldError> {
     let valid = validate_spec("my-conn", s).expect("spec is valid");
-    validate_credentials(&valid, d).expect_err("credentials should be rejected")
+    validate_credentials(&valid, d, &Policy::default()).expect_err("credentials should be rejected")
 }
 
 fn accepts(s: &VaultConnectionSpec, d: &SecretData) -> Connection {
     let valid = validate_spec("my-conn", s).expect("spec is valid");
-    validate_credentials(&valid, d).expect("credentials are valid")
+    validate_credentials(&valid, d, &Policy::default()).expect("credentials are valid")
 }
 
 fn token(v: &str) -> SecretData {
@@ -317,11 +317,102 @@ fn custom_key_names_are_read() {
 }
 
 #[test]
-fn doppler_accepts_every_token_kind_that_can_read_secrets() {
+fn doppler_accepts_service_and_service_account_tokens_by_default() {
     let s = spec(VaultType::Doppler);
-    for kind in ["st", "sa", "pt", "ct", "said"] {
+    for kind in ["st", "sa", "said"] {
         accepts(&s, &token(&format!("dp.{kind}.prd.abc123")));
     }
+}
+
+#[test]
+fn doppler_personal_and_cli_tokens_are_refused_by_default_saying_why_and_naming_the_flag() {
+    let s = spec(VaultType::Doppler);
+    for kind in ["pt", "ct"] {
+        let value = format!("dp.{kind}.CANARYpersonal42");
+        let e = credential_errors(&s, &token(&value));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "Secret/creds[access_token]");
+        assert_eq!(e[0].kind, ErrorKind::InvalidCredentials);
+        assert!(e[0].message.contains("whole workspace"), "{}", e[0]);
+        assert!(
+            e[0].message.contains("--allow-doppler-personal-tokens"),
+            "{}",
+            e[0]
+        );
+        assert!(!format!("{e:?}{}", e[0]).contains("CANARYpersonal42"));
+    }
+}
+
+#[test]
+fn doppler_personal_and_cli_tokens_are_accepted_when_the_policy_allows_them() {
+    let valid = validate_spec("my-conn", &spec(VaultType::Doppler)).unwrap();
+    let policy = Policy {
+        allow_doppler_personal_tokens: true,
+        ..Policy::default()
+    };
+    for kind in ["st", "sa", "pt", "ct", "said"] {
+        let d = token(&format!("dp.{kind}.prd.abc123"));
+        assert!(validate_credentials(&valid, &d, &policy).is_ok(), "{kind}");
+    }
+    // Allowing personal tokens does not open the door to tokens that cannot read secrets.
+    let d = token("dp.scim.abc");
+    assert!(validate_credentials(&valid, &d, &policy).is_err());
+}
+
+fn with_kms(key: Option<&str>) -> ValidSpec {
+    let mut s = spec(VaultType::OnePassword);
+    s.ssm = key.map(|k| SsmSpec {
+        kms_key_id: Some(k.into()),
+    });
+    validate_spec("my-conn", &s).unwrap()
+}
+
+#[test]
+fn the_operator_policy_allows_only_its_default_kms_key_unless_more_are_listed() {
+    let policy = Policy::for_operator(false, "alias/aws/ssm", &[]);
+    assert!(check_kms_key(&with_kms(None), &policy).is_ok());
+    assert!(check_kms_key(&with_kms(Some("alias/aws/ssm")), &policy).is_ok());
+    let e = check_kms_key(&with_kms(Some("alias/someone-elses")), &policy).unwrap_err();
+    assert_eq!(e.field, "spec.ssm.kmsKeyId");
+    assert_eq!(e.kind, ErrorKind::KmsKeyNotAllowed);
+    assert_eq!(e.kind.reason().as_str(), "KmsKeyNotAllowed");
+    assert!(e.message.contains("--allowed-kms-keys"), "{e}");
+    assert!(!e.message.contains("someone-elses"), "{e}");
+}
+
+#[test]
+fn listed_kms_keys_are_allowed_as_written_and_the_default_stays_allowed() {
+    let listed = [
+        "alias/team-a".to_owned(),
+        " alias/team-b ".to_owned(),
+        String::new(),
+    ];
+    let policy = Policy::for_operator(false, "alias/default", &listed);
+    for ok in [
+        None,
+        Some("alias/default"),
+        Some("alias/team-a"),
+        Some("alias/team-b"),
+    ] {
+        assert!(check_kms_key(&with_kms(ok), &policy).is_ok(), "{ok:?}");
+    }
+    // Another name of the same key is another string: the list must name each form used.
+    for refused in [
+        "alias/team-c",
+        "arn:aws:kms:eu-west-1:123456789012:alias/team-a",
+        "ALIAS/TEAM-A",
+    ] {
+        assert!(
+            check_kms_key(&with_kms(Some(refused)), &policy).is_err(),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn without_an_allow_list_any_kms_key_passes_the_offline_check() {
+    let policy = Policy::default();
+    assert!(check_kms_key(&with_kms(Some("alias/anything")), &policy).is_ok());
 }
 
 #[test]

@@ -269,6 +269,11 @@ impl Operator {
         panic!("operator not ready within 10s; log: {}", self.logs());
     }
 
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The operator's log so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

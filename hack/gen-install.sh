@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Renders deploy/install.yaml: the chart with its default values, plus the namespace it installs
+# into, for people who do not use Helm (`kubectl apply --server-side -f deploy/install.yaml`, or an
+# Argo CD Application whose source is the deploy/ directory). CI fails when the file drifts from
+# the chart (tests/install_manifest.rs), so run this after changing the chart.
+#   hack/gen-install.sh            rewrite deploy/install.yaml
+#   hack/gen-install.sh --stdout   print what it would write
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+NAMESPACE=vault-connection-operator
+HELM=${HELM:-$(PATH="$(hack/testenv.sh path):$PATH" command -v helm || true)}
+[ -n "$HELM" ] || { echo "helm not found: run hack/testenv.sh install" >&2; exit 1; }
+
+render() {
+  cat <<HEADER
+# vault-connection-operator: the Helm chart charts/vault-connection-operator rendered with its
+# default values into namespace $NAMESPACE by hack/gen-install.sh. Do not edit: change the
+# chart and run the script again. Apply with
+#   kubectl apply --server-side -f deploy/install.yaml
+# then give the operator AWS credentials (IRSA annotation or EKS Pod Identity on the
+# $NAMESPACE/$NAMESPACE ServiceAccount). See the README.
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $NAMESPACE
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+HEADER
+  "$HELM" template "$NAMESPACE" charts/vault-connection-operator --namespace "$NAMESPACE"
+}
+
+if [ "${1:-}" = "--stdout" ]; then
+  render
+else
+  render >deploy/install.yaml.tmp
+  mv deploy/install.yaml.tmp deploy/install.yaml
+  echo "wrote deploy/install.yaml"
+fi
