@@ -990,8 +990,20 @@ fn provider_egress_is_opened_only_while_verification_and_the_network_policy_are_
                 && o["metadata"]["name"] == "rel-vault-connection-operator-verification"
         })
     };
-    assert!(verification_policy(&["--set", "networkPolicy.enabled=true"]).is_none());
-    assert!(verification_policy(&["--set", "operator.verification.enabled=true"]).is_none());
+    assert!(
+        verification_policy(&["--set", "networkPolicy.enabled=true"]).is_none(),
+        "verification off: no provider egress"
+    );
+    assert!(
+        verification_policy(&[
+            "--set",
+            "networkPolicy.enabled=false",
+            "--set",
+            "operator.verification.enabled=true"
+        ])
+        .is_none(),
+        "no NetworkPolicy at all: nothing to open"
+    );
     let values = ValuesFile::new(
         r#"
 networkPolicy:
