@@ -285,6 +285,39 @@ pub struct VaultConnectionStatus {
     /// When the parameter was last written or confirmed up to date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+
+    /// The provider's last final answer about the credentials (with verification on): which
+    /// version of the Secret and the spec it is about, and the result. Metadata only; it lets a
+    /// restarted operator skip asking the provider again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+}
+
+/// A final answer of credential verification, and the credentials it is about.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// `metadata.resourceVersion` of the Secret that was verified.
+    pub secret_resource_version: String,
+    /// `metadata.generation` of this VaultConnection when it was verified.
+    pub generation: i64,
+    /// `Accepted` or `Rejected`.
+    pub result: VerificationResult,
+    /// For `Rejected`: the check that failed (`token`, `config`, `login` or `read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// For `Rejected`: the HTTP status the provider answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<i32>,
+}
+
+/// The provider's final answer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerificationResult {
+    /// The provider accepted the credentials for what the spec names.
+    Accepted,
+    /// The provider refused them.
+    Rejected,
 }
 
 /// The SSM parameter as last written or verified by the operator.

@@ -157,6 +157,34 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "VCO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+
+    // ---- credential verification (off by default) ----
+    /// Verify Doppler and Infisical credentials against the provider before storing them: a
+    /// rejected credential is never written; an unreachable provider does not block the write.
+    #[arg(long, env = "VCO_VERIFY_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub verify_credentials: bool,
+
+    /// Base URL of the Doppler API that verification calls.
+    #[arg(long, env = "VCO_VERIFY_DOPPLER_URL", default_value = crate::verify::DOPPLER_DEFAULT_URL)]
+    pub verify_doppler_url: String,
+
+    /// Site URL of Infisical that verification calls: https://app.infisical.com (US cloud),
+    /// https://eu.infisical.com (EU cloud) or a self-hosted instance.
+    #[arg(long, env = "VCO_VERIFY_INFISICAL_URL", default_value = crate::verify::INFISICAL_DEFAULT_URL)]
+    pub verify_infisical_url: String,
+
+    /// Deadline of one request to a provider (connect, TLS, answer).
+    #[arg(long, env = "VCO_VERIFY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub verify_timeout: Duration,
+
+    /// First retry delay after a provider could not be reached; it doubles per attempt up to an
+    /// hour, so a connection asks an unavailable provider at most a few times an hour.
+    #[arg(long, env = "VCO_VERIFY_RETRY_INTERVAL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub verify_retry_interval: Duration,
+
+    /// Tests only: allow http:// provider URLs on loopback IP addresses.
+    #[arg(long, env = "VCO_VERIFY_ALLOW_INSECURE_LOOPBACK", default_value_t = false, action = clap::ArgAction::Set)]
+    pub verify_allow_insecure_loopback: bool,
 }
 
 impl RunArgs {
@@ -195,7 +223,35 @@ impl RunArgs {
         if self.drift_check_interval < Duration::from_secs(1) {
             return Err("--drift-check-interval: must be at least 1s".into());
         }
+        self.check_verification()
+    }
+
+    fn check_verification(&self) -> Result<(), String> {
+        if !self.verify_credentials {
+            return Ok(());
+        }
+        let insecure = self.verify_allow_insecure_loopback;
+        crate::verify::http::BaseUrl::parse(&self.verify_doppler_url, insecure)
+            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
+        crate::verify::http::BaseUrl::parse(&self.verify_infisical_url, insecure)
+            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
+        if self.verify_timeout.is_zero() {
+            return Err("--verify-timeout: must be more than 0s".into());
+        }
+        if self.verify_retry_interval < Duration::from_secs(1) {
+            return Err("--verify-retry-interval: must be at least 1s".into());
+        }
         Ok(())
+    }
+
+    /// The verification settings, when verification is on.
+    pub fn verification(&self) -> Option<crate::verify::Settings> {
+        self.verify_credentials.then(|| crate::verify::Settings {
+            doppler_url: self.verify_doppler_url.clone(),
+            infisical_url: self.verify_infisical_url.clone(),
+            timeout: self.verify_timeout,
+            allow_insecure_loopback: self.verify_allow_insecure_loopback,
+        })
     }
 
     /// The reconciler's settings, for the cluster whose identity is `cluster_id`.

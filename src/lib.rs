@@ -20,3 +20,4 @@ pub mod ssm;
 pub mod status;
 pub mod tiers;
 pub mod validation;
+pub mod verify;

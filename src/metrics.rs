@@ -59,6 +59,13 @@ struct SsmLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+    check: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -79,6 +86,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     ssm_calls: Family<SsmLabels, Counter>,
+    provider_requests: Family<ProviderLabels, Counter>,
     reconciles: Family<ReasonLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
@@ -102,6 +110,12 @@ impl Metrics {
             "ssm_calls",
             "SSM API calls by operation and outcome",
             ssm_calls.clone(),
+        );
+        let provider_requests = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_requests",
+            "Credential-verification requests to vault providers by provider, check and outcome",
+            provider_requests.clone(),
         );
         let reconciles = Family::<ReasonLabels, Counter>::default();
         registry.register(
@@ -138,6 +152,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 ssm_calls,
+                provider_requests,
                 reconciles,
                 reconcile_errors,
                 reconcile_duration,
@@ -153,6 +168,23 @@ impl Metrics {
         self.inner
             .ssm_calls
             .get_or_create(&SsmLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Counts one credential-verification request to a provider.
+    pub fn provider_request(
+        &self,
+        provider: &'static str,
+        check: &'static str,
+        outcome: &'static str,
+    ) {
+        self.inner
+            .provider_requests
+            .get_or_create(&ProviderLabels {
+                provider,
+                check,
+                outcome,
+            })
             .inc();
     }
 

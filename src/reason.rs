@@ -29,6 +29,8 @@ pub enum Reason {
     MissingKey,
     /// A credential fails a length or format check.
     InvalidCredentials,
+    /// With verification on, the provider refused the credentials.
+    CredentialsRejected,
     /// The spec names a KMS key the operator may not use.
     KmsKeyNotAllowed,
     /// The SSM document would exceed the Advanced tier's size.
@@ -49,13 +51,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Synced,
         Reason::InvalidSpec,
         Reason::SecretNotFound,
         Reason::SecretNotLabeled,
         Reason::MissingKey,
         Reason::InvalidCredentials,
+        Reason::CredentialsRejected,
         Reason::KmsKeyNotAllowed,
         Reason::ValueTooLarge,
         Reason::TierLimitExceeded,
@@ -75,6 +78,7 @@ impl Reason {
             Reason::SecretNotLabeled => "SecretNotLabeled",
             Reason::MissingKey => "MissingKey",
             Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::CredentialsRejected => "CredentialsRejected",
             Reason::KmsKeyNotAllowed => "KmsKeyNotAllowed",
             Reason::ValueTooLarge => "ValueTooLarge",
             Reason::TierLimitExceeded => "TierLimitExceeded",
@@ -100,6 +104,7 @@ impl Reason {
             | Reason::SecretNotLabeled
             | Reason::MissingKey
             | Reason::InvalidCredentials
+            | Reason::CredentialsRejected
             | Reason::KmsKeyNotAllowed
             | Reason::ValueTooLarge => Some(Stage::Valid),
             Reason::TierLimitExceeded
@@ -128,6 +133,9 @@ impl Reason {
             Reason::SecretNotLabeled => "the Secret lacks the opt-in label",
             Reason::MissingKey => "a key the provider needs is absent from the Secret",
             Reason::InvalidCredentials => "a credential fails a length or format check",
+            Reason::CredentialsRejected => {
+                "with verification on, the provider refused the credentials; nothing written"
+            }
             Reason::KmsKeyNotAllowed => {
                 "the spec names a KMS key outside the operator's allow-list"
             }

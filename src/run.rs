@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::reconcile::{Shared, run_scope};
 use crate::ssm::Ssm;
 use crate::status::{ready_condition, ready_reason};
+use crate::verify::Verifier;
+use crate::verify::step::Verification;
 
 /// Sets up logging. A bare level applies to the operator's own logs (dependencies log warnings
 /// and errors); a full filter directive (`info,kube=debug`) is used as given.
@@ -93,12 +95,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .shared()
     };
 
+    let verification = match args.verification() {
+        None => None,
+        Some(v) => {
+            let verifier = Verifier::new(&v)
+                .map_err(anyhow::Error::msg)?
+                .with_metrics(metrics.clone());
+            tracing::info!(
+                doppler = v.doppler_url,
+                infisical = v.infisical_url,
+                "credential verification on"
+            );
+            Some(Arc::new(Verification::new(
+                verifier,
+                args.verify_retry_interval,
+            )))
+        }
+    };
     let shared = Shared {
         client: client.clone(),
         ssm,
         settings,
         metrics: metrics.clone(),
         concurrency: args.concurrency,
+        verification,
     };
     let pending = Arc::new(AtomicUsize::new(scopes.len()));
     let controllers = scopes.into_iter().map(|scope| {

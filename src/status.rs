@@ -216,6 +216,7 @@ pub fn next(
         conditions: vec![ready, valid, synced, stalled, reconciling],
         parameter,
         last_sync_time,
+        verification: previous.and_then(|p| p.verification.clone()),
     }
 }
 

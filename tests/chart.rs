@@ -910,6 +910,134 @@ policy:
     }
 }
 
+// ---- credential verification (operator.verification) -----------------------------------------
+
+#[test]
+fn verification_is_off_by_default_and_its_values_reach_the_operator_flags() {
+    let env = TestEnv::get();
+    let objects = template(&env, "rel", "ops", &[]);
+    let deployment = find(
+        &objects,
+        "Deployment",
+        "rel-vault-connection-operator",
+        None,
+    );
+    let container = operator_container(deployment);
+    for (name, value) in [
+        ("VCO_VERIFY_CREDENTIALS", "false"),
+        ("VCO_VERIFY_DOPPLER_URL", "https://api.doppler.com"),
+        ("VCO_VERIFY_INFISICAL_URL", "https://app.infisical.com"),
+        ("VCO_VERIFY_TIMEOUT", "10s"),
+        ("VCO_VERIFY_RETRY_INTERVAL", "15m"),
+    ] {
+        assert_eq!(env_value(container, name).as_deref(), Some(value), "{name}");
+    }
+    assert_eq!(
+        env_value(container, "VCO_VERIFY_ALLOW_INSECURE_LOOPBACK"),
+        None,
+        "the insecure test flag is never set by the chart"
+    );
+    let values = ValuesFile::new(
+        r#"
+operator:
+  verification:
+    enabled: true
+    infisicalUrl: https://eu.infisical.com
+    timeout: 5s
+    retryInterval: 30m
+"#,
+    );
+    let objects = template(&env, "rel", "ops", &["-f", values.path()]);
+    let deployment = find(
+        &objects,
+        "Deployment",
+        "rel-vault-connection-operator",
+        None,
+    );
+    let container = operator_container(deployment);
+    for (name, value) in [
+        ("VCO_VERIFY_CREDENTIALS", "true"),
+        ("VCO_VERIFY_INFISICAL_URL", "https://eu.infisical.com"),
+        ("VCO_VERIFY_TIMEOUT", "5s"),
+        ("VCO_VERIFY_RETRY_INTERVAL", "30m"),
+    ] {
+        assert_eq!(env_value(container, name).as_deref(), Some(value), "{name}");
+    }
+}
+
+#[test]
+fn the_values_schema_refuses_a_plain_http_provider_url() {
+    let env = TestEnv::get();
+    for url in [
+        "http://api.doppler.com",
+        "https://user:pw@api.doppler.com",
+        "api.doppler.com",
+    ] {
+        let values = ValuesFile::new(&format!(
+            "operator:\n  verification:\n    dopplerUrl: \"{url}\"\n"
+        ));
+        let err = helm(&env, &["lint", CHART, "-f", values.path()]).expect_failure();
+        assert!(err.contains("dopplerUrl"), "{url}: {err}");
+    }
+}
+
+#[test]
+fn provider_egress_is_opened_only_while_verification_and_the_network_policy_are_on() {
+    let env = TestEnv::get();
+    let verification_policy = |extra: &[&str]| {
+        template(&env, "rel", "ops", extra).into_iter().find(|o| {
+            o["kind"] == "NetworkPolicy"
+                && o["metadata"]["name"] == "rel-vault-connection-operator-verification"
+        })
+    };
+    assert!(
+        verification_policy(&["--set", "networkPolicy.enabled=true"]).is_none(),
+        "verification off: no provider egress"
+    );
+    assert!(
+        verification_policy(&[
+            "--set",
+            "networkPolicy.enabled=false",
+            "--set",
+            "operator.verification.enabled=true"
+        ])
+        .is_none(),
+        "no NetworkPolicy at all: nothing to open"
+    );
+    let values = ValuesFile::new(
+        r#"
+networkPolicy:
+  enabled: true
+operator:
+  verification:
+    enabled: true
+    infisicalUrl: https://infisical.internal.example:8443
+    egressTo:
+      - ipBlock: {cidr: 203.0.113.0/24}
+"#,
+    );
+    let policy = verification_policy(&["-f", values.path()]).expect("a verification policy");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Egress"]));
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([{
+            "ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}],
+            "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+        }])
+    );
+    let main = template(&env, "rel", "ops", &["-f", values.path()]);
+    let main = find(
+        &main,
+        "NetworkPolicy",
+        "rel-vault-connection-operator",
+        None,
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"], main["spec"]["podSelector"],
+        "both policies select the operator pods"
+    );
+}
+
 #[test]
 fn the_crd_comes_from_files_and_is_kept_on_uninstall() {
     let env = TestEnv::get();

@@ -2,7 +2,7 @@
 //! metrics, the cache of connections, and one memo per connection.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kube::Client;
@@ -13,6 +13,7 @@ use crate::api::VaultConnection;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
+use crate::verify::step::Verification;
 
 /// Value of the `managed-by` tag on every parameter the operator owns, and the name it reports
 /// events and status patches under.
@@ -98,6 +99,8 @@ pub struct Context {
     pub store: Store<VaultConnection>,
     /// One memo per connection.
     pub memos: Memos,
+    /// Credential verification, when on (shared by every scope of the process).
+    pub verification: Option<Arc<Verification>>,
 }
 
 impl Context {
@@ -124,7 +127,14 @@ impl Context {
             metrics,
             store,
             memos: Memos::default(),
+            verification: None,
         }
+    }
+
+    /// Turns credential verification on (or leaves it off with `None`).
+    pub fn with_verification(mut self, verification: Option<Arc<Verification>>) -> Context {
+        self.verification = verification;
+        self
     }
 
     /// Whether the connection `uid` was confirmed in SSM less than half a drift interval ago
@@ -167,6 +177,9 @@ impl Context {
             .collect();
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
+        if let Some(verification) = &self.verification {
+            verification.retain(|uid| alive.contains(uid));
+        }
         let pruned = before.saturating_sub(self.memos.len());
         if pruned > 0 {
             tracing::debug!(pruned, "forgot connections that are gone");

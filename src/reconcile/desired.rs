@@ -1,6 +1,6 @@
 //! Step 2, desire (pure): from the checked inputs to what the parameter should be — the
-//! document, its tier, its KMS key and its ownership tags. The credentials are dropped as soon as
-//! the document is rendered.
+//! document, its tier, its KMS key and its ownership tags. The raw Secret data is dropped as soon
+//! as the document is rendered; the validated credentials go on (redacted) only for verification.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::document::{Tier, render, tier_for};
 use crate::reason::Reason;
 use crate::status::Failure;
-use crate::validation::{ErrorKind, summarize, validate_credentials};
+use crate::validation::{ErrorKind, Provider, summarize, validate_credentials};
 
 /// What the parameter should be.
 pub struct Desired {
@@ -34,6 +34,8 @@ pub struct Desired {
     pub spec_changed: bool,
     /// Whether a parameter without a cluster-id tag may be taken over.
     pub legacy: Legacy,
+    /// The provider and its credentials (redacted in `Debug`), for verification.
+    pub provider: Provider,
 }
 
 /// What the parameter should be, or why it cannot be written.
@@ -83,5 +85,6 @@ pub fn desired(
         spec_changed: vc.metadata.generation
             != vc.status.as_ref().and_then(|st| st.observed_generation),
         legacy: settings.legacy(),
+        provider: connection.provider,
     })
 }

@@ -9,6 +9,7 @@ mod error;
 pub mod plan;
 mod read;
 mod report;
+mod verify;
 mod watches;
 mod write;
 
@@ -74,19 +75,28 @@ pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) 
 /// The pipeline. `Err` only for Kubernetes API errors; everything else is an [`Outcome`].
 async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let start = Instant::now();
+    let mut checked = None;
     let outcome = match read::inputs(vc, ctx).await? {
         Err(failure) => Outcome::NotReady(failure),
         Ok(inputs) => {
             let secret_version = inputs.secret_version.clone();
             match desired::desired(vc, inputs, &ctx.settings) {
                 Err(failure) => Outcome::NotReady(failure),
-                Ok(want) => write::sync(ctx, vc, &want, secret_version).await,
+                Ok(want) => {
+                    let (answer, stop) =
+                        verify::check(ctx, vc, &want, secret_version.as_deref()).await;
+                    checked = answer;
+                    match stop {
+                        Some(failure) => Outcome::NotReady(failure),
+                        None => write::sync(ctx, vc, &want, secret_version).await,
+                    }
+                }
             }
         }
     };
-    report::status(vc, &outcome, ctx).await?;
+    report::status(vc, &outcome, checked.as_ref(), ctx).await?;
     report::record(vc, &outcome, ctx, start);
-    Ok(report::requeue(vc, &outcome, ctx))
+    Ok(report::requeue(vc, &outcome, checked.as_ref(), ctx))
 }
 
 /// Removes the parameter (policy `Delete`, and only if it is ours) before the finalizer goes.
@@ -132,6 +142,9 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     });
     report::publish(vc, event, ctx).await;
     ctx.memos.forget(&vc.uid().unwrap_or_default());
+    if let Some(verification) = &ctx.verification {
+        verification.forget(&vc.uid().unwrap_or_default());
+    }
     tracing::info!(namespace = ns, name, "cleaned up");
     Ok(Action::await_change())
 }

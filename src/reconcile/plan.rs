@@ -257,6 +257,9 @@ mod tests {
             }),
             spec_changed: false,
             legacy: Legacy::Refuse,
+            provider: crate::validation::Provider::OnePassword {
+                access_token: SecretString::from("ops_x"),
+            },
         }
     }
 

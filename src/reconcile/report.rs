@@ -11,15 +11,27 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::context::{Context, MANAGED_BY};
 use super::error::Error;
-use crate::api::VaultConnection;
+use crate::api::{VaultConnection, VaultConnectionStatus};
 use crate::backoff;
 use crate::reason::{Reason, Stage};
 use crate::status::{self, Change, Outcome, ready_reason};
+use crate::verify::step::{self, Checked, VERIFIED};
 
 /// Writes the status `outcome` calls for, and an event when the state changed.
-pub async fn status(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+pub async fn status(
+    vc: &VaultConnection,
+    outcome: &Outcome,
+    checked: Option<&Checked>,
+    ctx: &Context,
+) -> Result<(), Error> {
     let now = Time(jiff::Timestamp::now());
-    let next = status::next(vc.status.as_ref(), vc.metadata.generation, outcome, now);
+    let mut next = status::next(
+        vc.status.as_ref(),
+        vc.metadata.generation,
+        outcome,
+        now.clone(),
+    );
+    verified(&mut next, vc, checked, ctx.verification.is_some(), &now);
     if vc.status.as_ref() == Some(&next) {
         return Ok(());
     }
@@ -39,6 +51,35 @@ pub async fn status(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) -> R
     Ok(())
 }
 
+/// Adds the `Verified` condition and record: this reconcile's answer, else (the pipeline stopped
+/// before verifying) the previous condition unchanged; none at all with verification off.
+fn verified(
+    next: &mut VaultConnectionStatus,
+    vc: &VaultConnection,
+    checked: Option<&Checked>,
+    on: bool,
+    now: &Time,
+) {
+    let previous = vc.status.as_ref();
+    match checked {
+        Some(c) => {
+            next.conditions.push(step::condition(
+                &c.verdict,
+                vc.metadata.generation,
+                previous,
+                now,
+            ));
+            next.verification = c.record.clone();
+        }
+        None if on => next.conditions.extend(
+            previous
+                .and_then(|p| p.conditions.iter().find(|c| c.type_ == VERIFIED))
+                .cloned(),
+        ),
+        None => next.verification = None,
+    }
+}
+
 /// Counts the reconcile and logs its result.
 pub fn record(vc: &VaultConnection, outcome: &Outcome, ctx: &Context, started: Instant) {
     let error = matches!(outcome, Outcome::NotReady(f) if f.transient());
@@ -52,11 +93,21 @@ pub fn record(vc: &VaultConnection, outcome: &Outcome, ctx: &Context, started: I
     );
 }
 
-/// When to reconcile again after `outcome`.
-pub fn requeue(vc: &VaultConnection, outcome: &Outcome, ctx: &Context) -> Action {
+/// When to reconcile again after `outcome` (and, with an unavailable provider, no later than
+/// verification may be retried).
+pub fn requeue(
+    vc: &VaultConnection,
+    outcome: &Outcome,
+    checked: Option<&Checked>,
+    ctx: &Context,
+) -> Action {
     let uid = vc.uid().unwrap_or_default();
     let interval = ctx.settings.drift_interval;
     let drift = backoff::spread(interval);
+    if let (Outcome::Ready { .. }, Some(retry)) = (outcome, checked.and_then(|c| c.retry_in)) {
+        ctx.succeeded(&uid);
+        return Action::requeue(retry.min(drift));
+    }
     match outcome {
         Outcome::Ready { .. } => {
             ctx.succeeded(&uid);

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::ssm::Ssm;
 use crate::status::ready_reason;
+use crate::verify::step::Verification;
 
 /// What every controller scope of one operator process shares.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Connections reconciled at once.
     pub concurrency: u16,
+    /// Credential verification, when on.
+    pub verification: Option<Arc<Verification>>,
 }
 
 fn api<K>(client: &Client, scope: &Option<String>) -> Api<K>
@@ -83,6 +86,7 @@ pub fn run_scope(
         settings,
         metrics,
         concurrency,
+        verification,
     } = shared;
     // The cache holds only what the reconciler reads: no managedFields, no annotations (each
     // can be up to 256 KiB), so a namespace admin cannot inflate the operator's memory with
@@ -96,13 +100,10 @@ pub fn run_scope(
     .reflect(writer)
     .applied_objects();
     let controller = Controller::for_stream(connections, store.clone());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        ssm,
-        settings,
-        metrics,
-        store.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), ssm, settings, metrics, store.clone())
+            .with_verification(verification),
+    );
     let mut watches = 1; // the VaultConnections themselves
 
     // A rotated Secret reaches its connections: watch opted-in Secrets by metadata only.
