@@ -304,7 +304,6 @@ make_certs() {
   client_cert admin "/O=system:masters/CN=testenv-admin"
   # The API server's identity towards kubelets (logs, exec, port-forward).
   client_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
-  client_cert kube-controller-manager "/CN=system:kube-controller-manager"
   client_cert kube-scheduler "/CN=system:kube-scheduler"
   # The node's identity: the Node authorizer and NodeRestriction confine it to its own objects.
   client_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
@@ -461,10 +460,7 @@ node_kubelet() {
   mkdir -p "$k"
   write_kubeconfig "$k/kubeconfig" "$api" kubelet
   # Every cgroup controller gets the root the kubelet puts pods under (cgroup v1, cgroupfs).
-  for ctl in /sys/fs/cgroup/*/; do
-    case "$ctl" in */unified/|*/systemd/) continue ;; esac
-    mkdir -p "$ctl$CGROUP_ROOT"
-  done
+  for ctl in /sys/fs/cgroup/*/; do mkdir -p "$ctl$CGROUP_ROOT"; done
   cat >"$k/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -530,7 +526,7 @@ node_cleanup() {
     for table in filter nat mangle; do
       # First the rules that jump into KUBE-* chains, then the chains themselves.
       "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z-]+ .*-j KUBE-' | sed 's/^-A/-D/' |
-        while read -r rule; do eval "$ipt -t $table $rule" 2>/dev/null || true; done
+        while read -r rule; do eval "$ipt -t $table $rule" 2>/dev/null || true; done || true
       for chain in $("$ipt" -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-[A-Z0-9-]*\)$/\1/p'); do
         "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
       done
@@ -636,7 +632,9 @@ cmd_up() {
     --service-account-signing-key-file "$d/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true
   write_kubeconfig "$STATE/kubeconfig" "$api_url" admin
-  write_kubeconfig "$STATE/kube-controller-manager.kubeconfig" "$api_url" kube-controller-manager
+  # The controller manager runs every controller under one identity of its own (no per-controller
+  # ServiceAccount credentials), which needs more than system:kube-controller-manager may do.
+  write_kubeconfig "$STATE/kube-controller-manager.kubeconfig" "$api_url" admin
   wait_for "kube-apiserver /readyz" kube-apiserver 600 health kube-apiserver
 
   # The controller manager fills the aggregated admin/edit/view roles, creates ServiceAccounts
