@@ -350,7 +350,7 @@ ENV
   if [ -f "$STATE/node" ]; then
     cat >>"$STATE/env.tmp" <<ENV
 # The node: its name and the containerd socket to import images into (namespace k8s.io).
-export VCO_TESTENV_NODE='$NODE_NAME'
+export VCO_TESTENV_NODE_NAME='$NODE_NAME'
 export VCO_TESTENV_CONTAINERD='$STATE/containerd/containerd.sock'
 ENV
   fi
@@ -698,7 +698,7 @@ cmd_status() {
     fi
   done
   if [ -f "$STATE/env" ]; then
-    sed -n "s/^export \(KUBECONFIG\|AWS_ENDPOINT_URL_SSM\|VCO_TESTENV_NODE\)=/\1=/p" "$STATE/env"
+    sed -n "s/^export \(KUBECONFIG\|AWS_ENDPOINT_URL_SSM\|VCO_TESTENV_NODE_NAME\)=/\1=/p" "$STATE/env"
     grep -o 'server: .*' "$STATE/kubeconfig" || true
   fi
   echo "logs: $STATE/logs/"
