@@ -49,6 +49,8 @@ log "  binary built in $((SECONDS - t))s"
 
 rm -rf "$OUT/context" && mkdir -p "$OUT/context"
 cp "$CACHE/image-target/$TARGET/release/vault-connection-operator" "$OUT/context/"
+# Symbols only serve debuggers and backtraces; without them the image is a quarter smaller.
+strip "$OUT/context/vault-connection-operator"
 cp /etc/ssl/certs/ca-certificates.crt "$OUT/context/"
 # A static binary has no program interpreter; refuse to ship one that would need a libc.
 if readelf -l "$OUT/context/vault-connection-operator" | grep -q 'program interpreter'; then
