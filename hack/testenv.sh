@@ -481,8 +481,10 @@ failCgroupV1: false
 failSwapOn: false
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
-# A shared, busy build host: do not evict or garbage-collect images because of it.
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+# A shared, busy build host whose disk other builds may fill for a moment: no eviction (0%
+# disables a threshold), else the kubelet reclaims space by deleting "unused" images — the
+# imported pause and operator images, which no registry can give back.
+evictionHard: {memory.available: "0%", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%", imagefs.inodesFree: "0%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 nodeStatusReportFrequency: 10s
