@@ -61,7 +61,8 @@ def setting(name):
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 STATE = os.environ["VCO_TESTENV_DIR"]
 OUT_DIR = os.path.join(ROOT, "target", "bench")
-BIN = os.path.join(ROOT, "target", "release", "vault-connection-operator")
+# BENCH_BIN: another build to measure, e.g. the image's static musl binary (hack/image.sh).
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "vault-connection-operator")
 PREFIX = "/vco-bench"
 NS_MAIN = "bench"
 NS_RATE = "bench-rate"

@@ -13,6 +13,8 @@
 #   BENCH_DRIFT_INTERVAL=60 BENCH_NOISE=10000 BENCH_NOISE_KIB=10 BENCH_RATE_N=150 BENCH_RATE=3
 #   BENCH_DRIFT_N=20 BENCH_DRIFT_REPAIR_INTERVAL=20 BENCH_CONCURRENCY=4 BENCH_READ_RATE=20
 #   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift (delete needs rate)
+#   BENCH_BIN=PATH measures that binary instead of building target/release (e.g. the image's
+#   static musl binary, target/image/context/vault-connection-operator)
 # Flags combine: hack/bench.sh --quick --keep.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +30,7 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 stop_operator() {
   [ -f "$STATE/operator.pid" ] || return 0
   local pid; pid=$(cat "$STATE/operator.pid")
-  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$ROOT/target/release/vault-connection-operator run"; then
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "${BENCH_BIN:-$ROOT/target/release/vault-connection-operator} run"; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
@@ -61,8 +63,10 @@ hack/testenv.sh up
 # shellcheck disable=SC1091
 source "$STATE/env"
 
-log "building the operator (release)"
-cargo build --release --bin vault-connection-operator
+if [ -z "${BENCH_BIN:-}" ]; then
+  log "building the operator (release)"
+  cargo build --release --bin vault-connection-operator
+fi
 kubectl apply --server-side -f crds/vaultconnections.yaml >/dev/null
 kubectl wait --for condition=established --timeout=30s crd/vaultconnections.vaultconnections.io >/dev/null
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh machine of this kind it installs what is missing, brings up
-# the real test environment (its own instance, under target/testenv-test), runs fmt, clippy and
-# every test, and always tears the environment down, even on failure.
+# the real test environment with its node (its own instance, under target/testenv-test), builds
+# the operator image and loads it into the node, runs fmt, clippy and every test, and always
+# tears the environment down, even on failure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# Debian packages the tests use: openssl and curl (testenv).
-APT_PACKAGES=(openssl curl)
+# Debian packages the tests use: openssl and curl (testenv), the node's container runtime, CNI
+# plugins and iptables (testenv up --node), musl-tools and docker.io (hack/image.sh: the static
+# binary and the image).
+APT_PACKAGES=(openssl curl containerd runc containernetworking-plugins iptables musl-tools docker.io)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -27,9 +30,11 @@ hack/testenv.sh install
 # A private instance, so a developer's own `hack/testenv.sh up` is neither reused nor stopped.
 export VCO_TESTENV_DIR="$ROOT/target/testenv-test"
 trap 'hack/testenv.sh down || true' EXIT
-hack/testenv.sh up
+hack/testenv.sh up --node
 # shellcheck disable=SC1091
 source "$VCO_TESTENV_DIR/env"
+log "building the operator image and loading it into the node"
+hack/image.sh --load
 
 log "cargo fmt --check"
 cargo fmt --all --check

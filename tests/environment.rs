@@ -1,4 +1,5 @@
-//! The test environment itself works: a real kube-apiserver and the SSM emulator answer.
+//! The test environment itself works: a real kube-apiserver, kube-controller-manager and the SSM
+//! emulator answer.
 
 mod common;
 
@@ -79,5 +80,47 @@ async fn kube_apiserver_enforces_rbac_for_unprivileged_users() {
         "no",
         "RBAC must deny an unbound user (stderr: {})",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_namespace_is_emptied_and_really_goes_away() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::DeleteParams;
+
+    let env = TestEnv::get();
+    let client = env.kube().await;
+    let ns = namespace(&client, "env-delete").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("content".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+
+    // kube-controller-manager's namespace controller deletes the content, then the namespace.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    common::eventually(60, "the namespace to be gone", || async {
+        namespaces
+            .get_opt(&ns)
+            .await
+            .expect("get namespace")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        secrets.get_opt("content").await.expect("get").is_none(),
+        "its content went with it"
     );
 }

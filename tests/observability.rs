@@ -43,7 +43,10 @@ spec: {vaultType: onepassword, credentialsSecretRef: {name: missing}}
     let text = eventually(20, "both connections in the metrics", || async {
         let text = op.metrics_text().await;
         (text.contains(r#"vault_connection_operator_connections{condition="Ready",status="True",reason="Synced"} 1"#)
-            && text.contains(r#"vault_connection_operator_connections{condition="Ready",status="False",reason="SecretNotFound"} 1"#))
+            && text.contains(r#"vault_connection_operator_connections{condition="Ready",status="False",reason="SecretNotFound"} 1"#)
+            // The status lands before the reconcile is counted: wait for the counters too.
+            && text.contains(r#"vault_connection_operator_reconciles_total{reason="Synced"}"#)
+            && text.contains(r#"vault_connection_operator_reconciles_total{reason="SecretNotFound"}"#))
         .then_some(text)
     })
     .await;

@@ -389,3 +389,25 @@ pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
         .as_object()
         .is_some_and(|want| want.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
+
+/// Waits (up to 60 s) until kube-controller-manager has aggregated the chart's user roles into
+/// the built-in `admin`, `edit` and `view` ClusterRoles, or fails the test.
+pub fn wait_for_aggregation(env: &TestEnv) {
+    let has = |role: &str, verb: &str| {
+        grants(&get_object(env, "clusterrole", role, None)).contains(&(
+            "vaultconnections.io".to_owned(),
+            "vaultconnections".to_owned(),
+            verb.to_owned(),
+            String::new(),
+        ))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(has("admin", "create") && has("edit", "list") && has("view", "list")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-controller-manager did not aggregate the chart's roles into admin/edit/view \
+             within 60s (is it running? `hack/testenv.sh status`)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
