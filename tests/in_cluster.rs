@@ -355,10 +355,15 @@ async fn two_replicas_elect_a_leader_that_serves_every_provider_and_hands_over_w
     })
     .await;
     let takeover = deleted_at.elapsed();
-    assert_eq!(
-        &next, standby,
-        "the standby replica took over (not the replacement pod)"
-    );
+    // The deleted leader releases the Lease on SIGTERM, so whichever replica asks first gets it:
+    // usually the standby, sometimes the replacement pod the Deployment starts at once.
+    assert_ne!(next, first, "a live replica holds the Lease");
+    let by = if &next == standby {
+        "the standby"
+    } else {
+        "the replacement pod"
+    };
+    println!("figure: the Lease went to {by}");
     rotate(
         &client,
         &team,
