@@ -79,17 +79,17 @@ impl Outcome {
     }
 }
 
-fn condition(
+/// A condition of `type_` with `status` ("True", "False" or "Unknown"), keeping the previous
+/// transition time while the status stays the same.
+pub fn condition(
     type_: &str,
-    ok: bool,
+    status: &str,
     reason: &str,
     message: String,
     generation: Option<i64>,
     previous: Option<&VaultConnectionStatus>,
     now: &Time,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    // Keep the transition time while the status stays the same.
     let last_transition_time = previous
         .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
         .filter(|c| c.status == status)
@@ -112,7 +112,8 @@ pub fn next(
     now: Time,
 ) -> VaultConnectionStatus {
     let cond = |t, ok, reason: &str, message: String| {
-        condition(t, ok, reason, message, generation, previous, &now)
+        let status = if ok { "True" } else { "False" };
+        condition(t, status, reason, message, generation, previous, &now)
     };
     let (ready, valid, synced) = match outcome {
         Outcome::Ready { parameter, .. } => {

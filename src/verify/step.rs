@@ -118,17 +118,13 @@ pub fn condition(
     previous: Option<&VaultConnectionStatus>,
     now: &Time,
 ) -> Condition {
-    let status = verdict.condition_status();
-    let last_transition_time = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == VERIFIED))
-        .filter(|c| c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-    Condition {
-        type_: VERIFIED.to_owned(),
-        status: status.to_owned(),
-        reason: verdict.reason().to_owned(),
-        message: verdict.message(),
-        observed_generation: generation,
-        last_transition_time,
-    }
+    crate::status::condition(
+        VERIFIED,
+        verdict.condition_status(),
+        verdict.reason(),
+        verdict.message(),
+        generation,
+        previous,
+        now,
+    )
 }
