@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
 use crate::reconcile::AWS_MANAGED_KEY;
+use crate::reconcile::plan::Legacy;
 use crate::tiers::TierLimits;
 use crate::validation::Policy;
 
@@ -17,8 +18,8 @@ pub struct Settings {
     pub cluster: String,
     /// Cluster identity in tags; a parameter tagged with another is never touched.
     pub cluster_id: String,
-    /// Take over parameters that carry every ownership tag but the cluster id.
-    pub adopt_legacy: bool,
+    /// Whether parameters that carry every ownership tag but the cluster id are taken over.
+    pub legacy: Legacy,
     /// KMS key for connections that name none.
     pub default_kms_key_id: String,
     /// Connection limits by tier.
@@ -29,17 +30,6 @@ pub struct Settings {
     pub drift_interval: Duration,
     /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
     pub policy: Policy,
-}
-
-impl Settings {
-    /// Whether parameters without a cluster-id tag may be taken over.
-    pub fn legacy(&self) -> crate::reconcile::plan::Legacy {
-        if self.adopt_legacy {
-            crate::reconcile::plan::Legacy::Adopt
-        } else {
-            crate::reconcile::plan::Legacy::Refuse
-        }
-    }
 }
 
 /// Log output format.
@@ -275,7 +265,11 @@ impl RunArgs {
                 self.cluster_name.clone()
             },
             cluster_id: cluster_id.to_owned(),
-            adopt_legacy: self.adopt_legacy_parameters,
+            legacy: if self.adopt_legacy_parameters {
+                Legacy::Adopt
+            } else {
+                Legacy::Refuse
+            },
             tiers: self.tier_limits.clone(),
             default_tier: self.default_tier.clone(),
             drift_interval: self.drift_check_interval,

@@ -64,7 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         prefix = settings.prefix,
         cluster = settings.cluster,
         cluster_id = settings.cluster_id,
-        adopt_legacy_parameters = settings.adopt_legacy,
+        legacy_parameters = ?settings.legacy,
         scopes = ?scopes,
         tiers = %settings.tiers,
         default_tier = settings.default_tier,

@@ -84,7 +84,7 @@ pub fn desired(
         recorded,
         spec_changed: vc.metadata.generation
             != vc.status.as_ref().and_then(|st| st.observed_generation),
-        legacy: settings.legacy(),
+        legacy: settings.legacy,
         provider: connection.provider,
     })
 }

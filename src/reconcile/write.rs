@@ -161,7 +161,7 @@ fn stored(w: &Write<'_>, version: i64, tier: Tier) -> ParameterStatus {
 /// Deletes the parameter `name` if it is ours; says what was done.
 pub async fn remove(ctx: &Context, name: &str, identity: &Tags) -> Result<Removal, SsmError> {
     let tags = ctx.ssm.tags(name).await?;
-    let decision = removal(tags.as_ref(), identity, ctx.settings.legacy());
+    let decision = removal(tags.as_ref(), identity, ctx.settings.legacy);
     if decision == Removal::Delete {
         ctx.ssm.delete(name).await?;
     }
