@@ -333,6 +333,14 @@ pub struct ParameterStatus {
     /// KMS key the value was encrypted with, as requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// `metadata.resourceVersion` of the Secret the value was rendered from (metadata only:
+    /// never a value or a hash of one). With `documentFormat` and `observedGeneration` it tells a
+    /// restarted operator that nothing changed without reading the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_resource_version: Option<String>,
+    /// Layout version of the document the value holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_format: Option<i32>,
 }
 
 /// The CustomResourceDefinition as YAML, exactly as committed in `crds/vaultconnections.yaml`.

@@ -61,14 +61,6 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// A uniformly random point in (0, `interval`]: the first drift check after the operator starts,
-/// so that checks of connections all seen at start-up spread over the whole interval instead
-/// of bunching within ±10% of it.
-pub fn anywhere_within(interval: Duration) -> Duration {
-    let ms = (interval.as_millis() as u64).max(1);
-    Duration::from_millis(rand::rng().random_range(1..=ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,21 +108,6 @@ mod tests {
         );
         b.reset();
         assert!(b.next().unwrap() <= Duration::from_millis(200));
-    }
-
-    #[test]
-    fn first_checks_spread_over_the_whole_interval() {
-        let i = Duration::from_secs(300);
-        let samples: Vec<_> = (0..200).map(|_| anywhere_within(i)).collect();
-        assert!(samples.iter().all(|d| *d > Duration::ZERO && *d <= i));
-        assert!(
-            samples.iter().any(|d| *d < Duration::from_secs(60)),
-            "early checks exist"
-        );
-        assert!(
-            samples.iter().any(|d| *d > Duration::from_secs(240)),
-            "late checks exist"
-        );
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub const STANDARD_MAX_BYTES: usize = 4096;
 pub const ADVANCED_MAX_BYTES: usize = 8192;
 /// Longest parameter name AWS accepts.
 pub const NAME_MAX_LEN: usize = 1011;
+/// Version of the document's layout. Status records it with every sync, so a process that
+/// renders documents differently (a higher format) rewrites every parameter once, and a process
+/// that renders them the same knows, from status alone, that nothing needs rewriting.
+pub const FORMAT: i32 = 1;
 /// Deepest parameter hierarchy AWS accepts (number of `/`-separated levels).
 pub const NAME_MAX_DEPTH: usize = 15;
 

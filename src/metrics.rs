@@ -59,6 +59,11 @@ struct SsmLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: &'static str,
     check: &'static str,
@@ -86,6 +91,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     ssm_calls: Family<SsmLabels, Counter>,
+    drift_checked: Family<DriftLabels, Counter>,
     provider_requests: Family<ProviderLabels, Counter>,
     reconciles: Family<ReasonLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
@@ -110,6 +116,13 @@ impl Metrics {
             "ssm_calls",
             "SSM API calls by operation and outcome",
             ssm_calls.clone(),
+        );
+        let drift_checked = Family::<DriftLabels, Counter>::default();
+        registry.register(
+            "drift_checked",
+            "Parameters whose version the drift sweep compared with status, by result \
+             (unchanged, changed, missing)",
+            drift_checked.clone(),
         );
         let provider_requests = Family::<ProviderLabels, Counter>::default();
         registry.register(
@@ -152,6 +165,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 ssm_calls,
+                drift_checked,
                 provider_requests,
                 reconciles,
                 reconcile_errors,
@@ -168,6 +182,14 @@ impl Metrics {
         self.inner
             .ssm_calls
             .get_or_create(&SsmLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Counts one parameter checked by the drift sweep: `unchanged`, `changed` or `missing`.
+    pub fn drift_checked(&self, result: &'static str) {
+        self.inner
+            .drift_checked
+            .get_or_create(&DriftLabels { result })
             .inc();
     }
 

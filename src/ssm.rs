@@ -2,7 +2,7 @@
 //! by AWS error code (AWS's message text is never passed on), `TooManyUpdates` retried with
 //! jittered backoff, and `PutParameter` held to a client-side rate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +117,9 @@ pub struct Write<'a> {
     pub kms_key_id: &'a str,
 }
 
+/// Names `GetParameters` accepts in one call (AWS's limit).
+pub const VERSIONS_PER_CALL: usize = 10;
+
 /// The SSM client the controller uses.
 #[derive(Clone)]
 pub struct Ssm {
@@ -206,6 +209,68 @@ impl Ssm {
             }
             Err(e) if error_code(&e) == Some("ParameterNotFound") => Ok(None),
             Err(e) => Err(classify("GetParameter", &e)),
+        }
+    }
+
+    /// The versions of up to [`VERSIONS_PER_CALL`] parameters in one `GetParameters` call,
+    /// without decryption (no KMS call, and the encrypted values are dropped unread). A name
+    /// missing from the answer does not exist.
+    pub async fn versions(&self, names: &[String]) -> Result<BTreeMap<String, i64>, SsmError> {
+        self.reads.until_ready().await;
+        let result = self
+            .client
+            .get_parameters()
+            .set_names(Some(names.to_vec()))
+            .with_decryption(false)
+            .send()
+            .await;
+        self.record("GetParameters", &result);
+        let out = result.map_err(|e| classify("GetParameters", &e))?;
+        Ok(out
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some((p.name?, p.version)))
+            .collect())
+    }
+
+    /// The names of the parameters directly under `path` (one level, e.g. a namespace's), 50 per
+    /// `DescribeParameters` page. No values are read.
+    pub async fn names_under(&self, path: &str) -> Result<BTreeSet<String>, SsmError> {
+        let construction = || SsmError::Other {
+            op: "DescribeParameters",
+            code: "RequestConstruction".into(),
+        };
+        let filter = ParameterStringFilter::builder()
+            .key("Path")
+            .option("OneLevel")
+            .values(path)
+            .build()
+            .map_err(|_| construction())?;
+        let mut names = BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.reads.until_ready().await;
+            let result = self
+                .client
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .max_results(50)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            self.record("DescribeParameters", &result);
+            let out = result.map_err(|e| classify("DescribeParameters", &e))?;
+            names.extend(
+                out.parameters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| p.name),
+            );
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(names),
+            }
         }
     }
 

@@ -249,6 +249,7 @@ mod tests {
             version,
             tier: "Standard".into(),
             kms_key_id: Some("alias/aws/ssm".into()),
+            ..ParameterStatus::default()
         }
     }
 

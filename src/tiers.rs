@@ -1,7 +1,8 @@
-//! Per-namespace connection limits. A namespace's `vaultconnections.io/tier` label selects a
-//! limit from the operator's configuration; the oldest connections within the limit are served.
+//! Per-namespace limits. A namespace's `vaultconnections.io/tier` label selects a limit from the
+//! operator's configuration; the limit bounds the SSM parameters the namespace holds (retained
+//! ones included), and a connection that holds its parameter keeps its slot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -95,10 +96,11 @@ impl TierLimits {
     }
 }
 
-/// Position (0-based) of `me` among a namespace's connections ordered oldest first (ties broken
-/// by name), where `all` holds (creation time, name) of every connection not being deleted.
-pub fn position<T: Ord>(all: &[(T, &str)], me: &(T, &str)) -> usize {
-    all.iter().filter(|c| (&c.0, c.1) < (&me.0, me.1)).count()
+/// Whether a connection whose parameter would be `me` may be written, in a namespace whose
+/// parameters are `held` (every parameter it holds in SSM, retained ones included): when it
+/// already holds its own, its slot is kept; otherwise only while fewer than `limit` are held.
+pub fn admits(held: &BTreeSet<String>, me: &str, limit: u32) -> bool {
+    held.contains(me) || held.len() < limit as usize
 }
 
 #[cfg(test)]
@@ -143,10 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn oldest_connections_come_first_and_ties_break_by_name() {
-        let all = [(2, "b"), (1, "z"), (2, "a")];
-        assert_eq!(position(&all, &(1, "z")), 0);
-        assert_eq!(position(&all, &(2, "a")), 1);
-        assert_eq!(position(&all, &(2, "b")), 2);
+    fn a_held_slot_is_kept_and_a_new_one_needs_room() {
+        let held: BTreeSet<String> = ["/p/c/ns/a".into(), "/p/c/ns/b".into()].into();
+        assert!(admits(&held, "/p/c/ns/a", 2), "its own slot");
+        assert!(admits(&held, "/p/c/ns/a", 1), "kept after a downgrade");
+        assert!(!admits(&held, "/p/c/ns/c", 2), "full");
+        assert!(admits(&held, "/p/c/ns/c", 3), "room");
+        assert!(admits(&BTreeSet::new(), "/p/c/ns/c", 1));
+        assert!(!admits(&BTreeSet::new(), "/p/c/ns/c", 0));
     }
 }

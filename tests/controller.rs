@@ -313,13 +313,20 @@ async fn an_unchanged_secret_and_a_restart_write_nothing() {
     op.kill();
     let rv_before = w.vcs().get("idle").await.unwrap().metadata.resource_version;
     let op2 = w.operator().await;
+    // Status records what was synced (Secret version, document format): the restarted operator
+    // checks the parameter's version with one batched, non-decrypting call and reads no secret.
     eventually(
         10,
-        "the restarted operator to check the parameter",
-        || async { (op2.ssm_calls("GetParameter").await >= 1).then_some(()) },
+        "the restarted operator to check the parameter's version",
+        || async { (op2.ssm_calls("GetParameters").await >= 1).then_some(()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        op2.ssm_calls("GetParameter").await,
+        0,
+        "no decrypting read after a restart"
+    );
     assert_eq!(
         w.read("idle").await.unwrap().1,
         1,
@@ -472,44 +479,173 @@ stringData: {access_token: "ops_now"}
     w.wait_reason("no-secret", "Synced").await;
 }
 
-#[tokio::test]
-async fn the_tier_limit_serves_the_oldest_connections_and_writes_nothing_for_the_rest() {
-    let w = World::new("tiers").await;
+async fn set_tier(w: &World, tier: &str) {
     let ns_api: Api<Namespace> = Api::all(w.client.clone());
-    let patch = serde_json::json!({"metadata": {"labels": {"vaultconnections.io/tier": "free"}}});
+    let patch = serde_json::json!({"metadata": {"labels": {"vaultconnections.io/tier": tier}}});
     ns_api
         .patch(&w.ns, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let _op = w.operator().await;
+}
+
+/// Reconciles that ended in `reason`, from the operator's metrics.
+async fn reconciles(op: &Operator, reason: &str) -> f64 {
+    let needle = format!("reason=\"{reason}\"");
+    op.metrics_text()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("vault_connection_operator_reconciles_total{") && l.contains(&needle)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_tier_limit_bounds_parameters_and_a_served_connection_keeps_its_slot() {
+    let w = World::new("tiers").await;
+    set_tier(&w, "free").await; // free = 1
+    let op = w.operator().await;
 
     one_password(&w, "first", "ops_a").await;
     w.wait_reason("first", "Synced").await;
     one_password(&w, "second", "ops_b").await;
     let vc = w.wait_reason("second", "TierLimitExceeded").await;
+    let message = ready(&vc).unwrap().2;
     assert!(
-        ready(&vc).unwrap().2.contains("tier free"),
-        "{:?}",
-        ready(&vc)
+        message.contains("tier free") && message.contains("allows 1"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("number"),
+        "no position that changes with others: {message}"
     );
     assert_nothing_written(&w, "second").await;
 
-    // Deleting the older connection frees the slot for the next one.
-    w.vcs()
-        .delete("first", &DeleteParams::default())
-        .await
-        .unwrap();
+    // Events of a served sibling do not re-check the refused one: only a freed slot does.
+    let refused = reconciles(&op, "TierLimitExceeded").await;
+    for i in 0..3 {
+        w.set_token("first-creds", "access_token", &format!("ops_a{i}"))
+            .await;
+        eventually(10, "the rotation", || async {
+            w.read("first")
+                .await
+                .filter(|(_, v)| *v == 2 + i)
+                .map(|_| ())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reconciles(&op, "TierLimitExceeded").await,
+        refused,
+        "no cascade"
+    );
+
+    // Deleting the served connection (policy Delete) frees its slot for the refused one.
+    delete_and_wait(&w, "first").await;
     w.wait_reason("second", "Synced").await;
 
-    // Raising the namespace's tier is picked up too.
+    // Raising the tier is picked up; lowering it again displaces nobody that holds a parameter.
     one_password(&w, "third", "ops_c").await;
     w.wait_reason("third", "TierLimitExceeded").await;
-    let patch = serde_json::json!({"metadata": {"labels": {"vaultconnections.io/tier": "team"}}});
-    ns_api
-        .patch(&w.ns, &PatchParams::default(), &Patch::Merge(&patch))
+    set_tier(&w, "team").await;
+    w.wait_reason("third", "Synced").await;
+    set_tier(&w, "free").await;
+    one_password(&w, "fourth", "ops_d").await;
+    w.wait_reason("fourth", "TierLimitExceeded").await;
+    w.set_token("third-creds", "access_token", "ops_c2").await;
+    eventually(
+        10,
+        "a rotation of a connection over the lowered limit",
+        || async { w.read("third").await.filter(|(_, v)| *v == 2).map(|_| ()) },
+    )
+    .await;
+    for name in ["second", "third"] {
+        let vc = w.wait_reason(name, "Synced").await;
+        assert_eq!(ready(&vc).unwrap().0, "True", "{name} keeps its slot");
+    }
+    assert_nothing_written(&w, "fourth").await;
+}
+
+#[tokio::test]
+async fn retained_and_orphaned_parameters_count_so_a_create_delete_loop_cannot_fill_ssm() {
+    let w = World::new("fill").await;
+    set_tier(&w, "free").await; // free = 1
+    let mut op = w.operator().await;
+    let retain = serde_json::json!({"spec": {"deletionPolicy": "Retain"}});
+
+    // Round 1: a Retain connection is served, then deleted: its parameter stays and counts.
+    one_password(&w, "r0", "ops_0").await;
+    w.vcs()
+        .patch("r0", &PatchParams::default(), &Patch::Merge(&retain))
         .await
         .unwrap();
-    w.wait_reason("third", "Synced").await;
+    w.wait_reason("r0", "Synced").await;
+    delete_and_wait(&w, "r0").await;
+    assert!(w.read("r0").await.is_some(), "retained");
+    one_password(&w, "r1", "ops_1").await;
+    let vc = w.wait_reason("r1", "TierLimitExceeded").await;
+    assert!(
+        ready(&vc).unwrap().2.contains("retained"),
+        "{:?}",
+        ready(&vc)
+    );
+    assert_nothing_written(&w, "r1").await;
+
+    // Removing the retained parameter frees the slot (a change to the connection re-checks it).
+    w.ssm
+        .delete_parameter()
+        .name(w.param("r0"))
+        .send()
+        .await
+        .unwrap();
+    let touch = serde_json::json!({"metadata": {"annotations": {"retry": "1"}}});
+    w.vcs()
+        .patch("r1", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+    w.wait_reason("r1", "Synced").await;
+
+    // Round 2: deleted while the operator was down, and its finalizer removed by hand: the
+    // parameter left behind counts too.
+    op.kill();
+    w.vcs()
+        .delete("r1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let no_finalizer = serde_json::json!({"metadata": {"finalizers": null}});
+    w.vcs()
+        .patch("r1", &PatchParams::default(), &Patch::Merge(&no_finalizer))
+        .await
+        .unwrap();
+    eventually(10, "r1 to be gone", || async {
+        w.vcs().get_opt("r1").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(w.read("r1").await.is_some(), "left behind without cleanup");
+    let _op = w.operator().await;
+    for round in 2..5 {
+        let name = format!("r{round}");
+        one_password(&w, &name, "ops_n").await;
+        w.wait_reason(&name, "TierLimitExceeded").await;
+        assert_nothing_written(&w, &name).await;
+        delete_and_wait(&w, &name).await;
+    }
+    let stored = w
+        .ssm
+        .get_parameters_by_path()
+        .path(format!("{}/default/{}", w.prefix, w.ns))
+        .send()
+        .await
+        .unwrap()
+        .parameters
+        .unwrap_or_default()
+        .len();
+    assert_eq!(
+        stored, 1,
+        "the namespace holds no more than its tier allows"
+    );
 }
 
 #[tokio::test]

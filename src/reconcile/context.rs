@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::tier::Admissions;
 use crate::api::VaultConnection;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -21,28 +24,14 @@ pub const MANAGED_BY: &str = "vault-connection-operator";
 /// The KMS key used when neither the spec nor the operator names one.
 pub const AWS_MANAGED_KEY: &str = "alias/aws/ssm";
 
-/// What the last successful sync of a connection saw. A reconcile that sees the same spec
-/// generation, Secret version and parameter version soon after needs no SSM call: nothing that
-/// shapes the document changed (the drift check, due later, reads SSM again).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Confirmed {
-    /// Spec generation.
-    pub generation: Option<i64>,
-    /// The Secret's resourceVersion.
-    pub secret_version: Option<String>,
-    /// The parameter version found or written.
-    pub parameter_version: i64,
-}
-
 /// What this process remembers about one connection between reconciles.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Memo {
     /// Failed reconciles in a row (for backoff).
     pub failures: u32,
-    /// The last successful sync and when it happened.
-    pub confirmed: Option<(Confirmed, Instant)>,
-    /// Whether a drift check was already scheduled by this process.
-    pub drift_scheduled: bool,
+    /// The drift sweep found the parameter's version or existence differs from status: the
+    /// next reconcile checks SSM in full instead of trusting status.
+    pub suspect: bool,
 }
 
 /// The memos of all connections, keyed by uid: one map, forgotten in one call.
@@ -55,7 +44,13 @@ impl Memos {
         // A panic while holding the lock cannot leave a memo half-updated in a way that matters
         // (each is a hint for scheduling), so a poisoned lock is used as it is.
         let mut memos = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(memos.entry(uid.to_owned()).or_default())
+        let memo = memos.entry(uid.to_owned()).or_default();
+        let answer = f(memo);
+        // A memo that remembers nothing is not kept: a fleet at rest holds no memos at all.
+        if *memo == Memo::default() {
+            memos.remove(uid);
+        }
+        answer
     }
 
     /// Forgets everything about `uid`.
@@ -83,6 +78,16 @@ impl Memos {
     }
 }
 
+/// The caches a controller scope reads instead of the API server.
+pub struct Caches {
+    /// The VaultConnections.
+    pub store: Store<VaultConnection>,
+    /// The opted-in Secrets' metadata.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The namespaces' metadata.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// Kubernetes client.
@@ -97,8 +102,16 @@ pub struct Context {
     pub metrics: Metrics,
     /// Cache of the VaultConnections this controller watches (for tier order).
     pub store: Store<VaultConnection>,
+    /// Cache of the opted-in Secrets' metadata (their resourceVersions).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Cache of the namespaces' metadata (their tier labels).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// One memo per connection.
     pub memos: Memos,
+    /// The turns of tier admission, per namespace.
+    pub admissions: Admissions,
+    /// Asks the controller to reconcile a connection (drift found, a tier slot freed).
+    pub trigger: UnboundedSender<ObjectRef<VaultConnection>>,
     /// Credential verification, when on (shared by every scope of the process).
     pub verification: Option<Arc<Verification>>,
 }
@@ -110,8 +123,14 @@ impl Context {
         ssm: Ssm,
         settings: Settings,
         metrics: Metrics,
-        store: Store<VaultConnection>,
+        caches: Caches,
+        trigger: UnboundedSender<ObjectRef<VaultConnection>>,
     ) -> Context {
+        let Caches {
+            store,
+            secrets,
+            namespaces,
+        } = caches;
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -126,7 +145,11 @@ impl Context {
             recorder,
             metrics,
             store,
+            secrets,
+            namespaces,
             memos: Memos::default(),
+            admissions: Admissions::default(),
+            trigger,
             verification: None,
         }
     }
@@ -137,21 +160,14 @@ impl Context {
         self
     }
 
-    /// Whether the connection `uid` was confirmed in SSM less than half a drift interval ago
-    /// with the same spec generation, Secret version and parameter version as `now`.
-    pub fn recently_confirmed(&self, uid: &str, now: &Confirmed) -> bool {
-        let fresh = self.settings.drift_interval / 2;
-        self.memos.with(uid, |m| {
-            m.confirmed
-                .as_ref()
-                .is_some_and(|(last, at)| at.elapsed() < fresh && last == now)
-        })
+    /// Marks `uid` for a full check of SSM on its next reconcile.
+    pub fn suspect(&self, uid: &str) {
+        self.memos.with(uid, |m| m.suspect = true);
     }
 
-    /// Remembers a successful sync of `uid`.
-    pub fn confirm(&self, uid: &str, seen: Confirmed) {
-        self.memos
-            .with(uid, |m| m.confirmed = Some((seen, Instant::now())));
+    /// Whether `uid` is marked for a full check; clears the mark.
+    pub fn take_suspect(&self, uid: &str) -> bool {
+        self.memos.with(uid, |m| std::mem::take(&mut m.suspect))
     }
 
     /// Counts a failure of `uid` and returns how many in a row.
@@ -185,12 +201,6 @@ impl Context {
             tracing::debug!(pruned, "forgot connections that are gone");
         }
     }
-
-    /// Whether this is the first drift check this process schedules for `uid`.
-    pub fn first_check(&self, uid: &str) -> bool {
-        self.memos
-            .with(uid, |m| !std::mem::replace(&mut m.drift_scheduled, true))
-    }
 }
 
 #[cfg(test)]
@@ -201,13 +211,14 @@ mod tests {
     fn one_memo_per_connection_forgotten_in_one_call_or_pruned_when_gone() {
         let memos = Memos::default();
         memos.with("a", |m| m.failures = 2);
-        memos.with("b", |m| m.drift_scheduled = true);
+        memos.with("b", |m| m.suspect = true);
         memos.with("c", |m| m.failures = 1);
         assert_eq!(memos.with("a", |m| m.failures), 2);
         memos.forget("a");
         assert_eq!(memos.with("a", |m| m.failures), 0, "forgotten");
+        assert_eq!(memos.len(), 2, "an empty memo is not kept");
         memos.retain(|uid| uid == "b");
         assert_eq!(memos.len(), 1);
-        assert!(memos.with("b", |m| m.drift_scheduled), "kept");
+        assert!(memos.with("b", |m| m.suspect), "kept");
     }
 }

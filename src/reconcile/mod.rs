@@ -1,7 +1,10 @@
 //! The reconciler, as a pipeline: **read** the spec, the Secret and the tier ([`read`]) →
 //! **desire** the document, tier, key and tags ([`desired`], pure) → **plan** the SSM steps
 //! ([`plan`], pure) and **write** them ([`write`]) → **report** status, events, metrics and the
-//! next check ([`report`]). This file is the driver; [`watches`] wires it to the cluster.
+//! next check ([`report`]). A connection whose status already records a sync of the same inputs
+//! stops after reading (no Secret data, no SSM); out-of-band changes in SSM are found by the
+//! batched drift [`sweep`], which asks for a full check of just the connections that differ.
+//! This file is the driver; [`watches`] wires it to the cluster.
 
 mod context;
 mod desired;
@@ -9,6 +12,8 @@ mod error;
 pub mod plan;
 mod read;
 mod report;
+mod sweep;
+mod tier;
 mod verify;
 mod watches;
 mod write;
@@ -21,15 +26,16 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
-pub use context::{AWS_MANAGED_KEY, Context, MANAGED_BY};
+pub use context::{AWS_MANAGED_KEY, Caches, Context, MANAGED_BY};
 pub use error::Error;
 pub use watches::{Shared, run_scope};
 
 use crate::api::{DeletionPolicy, FINALIZER, VaultConnection};
 use crate::backoff;
 use crate::document::parameter_name;
-use crate::status::Outcome;
+use crate::status::{Change, Outcome};
 use plan::{Removal, identity_tags};
+use read::Read;
 
 /// Reconciles one VaultConnection: the entry point the controller calls.
 pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -78,9 +84,15 @@ async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let mut checked = None;
     let outcome = match read::inputs(vc, ctx).await? {
         Err(failure) => Outcome::NotReady(failure),
-        Ok(inputs) => {
+        Ok(Read::Unchanged(parameter)) => Outcome::Ready {
+            parameter,
+            change: Change::None,
+        },
+        Ok(Read::Changed(mut inputs)) => {
+            // The turn of tier admission (if any) is held until the write is done.
+            let _admission = inputs.admission.take();
             let secret_version = inputs.secret_version.clone();
-            match desired::desired(vc, inputs, &ctx.settings) {
+            match desired::desired(vc, *inputs, &ctx.settings) {
                 Err(failure) => Outcome::NotReady(failure),
                 Ok(want) => {
                     let (answer, stop) =
@@ -88,7 +100,7 @@ async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
                     checked = answer;
                     match stop {
                         Some(failure) => Outcome::NotReady(failure),
-                        None => write::sync(ctx, vc, &want, secret_version).await,
+                        None => write::sync(ctx, &want, secret_version).await,
                     }
                 }
             }
@@ -125,11 +137,14 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
                         "SSM parameter {param} is not tagged as this connection's; left in place"
                     ),
                 )),
-                Removal::Delete => Some((
-                    EventType::Normal,
-                    "Deleted",
-                    format!("SSM parameter {param} deleted"),
-                )),
+                Removal::Delete => {
+                    tier::slot_freed(ctx, &ns);
+                    Some((
+                        EventType::Normal,
+                        "Deleted",
+                        format!("SSM parameter {param} deleted"),
+                    ))
+                }
             }
         }
     };

@@ -254,6 +254,7 @@ mod tests {
                 version,
                 tier: tier.as_str().into(),
                 kms_key_id: Some(key.into()),
+                ..ParameterStatus::default()
             }),
             spec_changed: false,
             legacy: Legacy::Refuse,

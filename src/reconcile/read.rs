@@ -1,19 +1,25 @@
-//! Step 1, read: the spec (checked by the pure core), the credentials Secret (its data only when
-//! it opts in with the label) and the namespace's tier. Everything a person must fix is a
-//! [`Failure`]; only Kubernetes API errors are errors.
+//! Step 1, read: the spec (checked by the pure core), the credentials Secret and the namespace's
+//! tier. The Secret's metadata and the tier come from the watch caches, so a connection whose
+//! status already records a sync of this spec and this Secret version costs no read at all; the
+//! Secret's data is read (only when it opts in with the label) when it changed, or when the drift
+//! sweep asks for a full check. Everything a person must fix is a [`Failure`]; only Kubernetes API
+//! errors are errors.
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
+use super::desired::{kms_key_for, unchanged};
 use super::error::Error;
-use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
+use super::tier::{Place, Recent, place};
+use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
 use crate::reason::Reason;
 use crate::status::Failure;
-use crate::tiers::position;
 use crate::validation::{SecretData, ValidSpec, check_kms_key, summarize, validate_spec};
+use tokio::sync::OwnedMutexGuard;
 
 /// What the later steps need, read and checked.
 pub struct Inputs {
@@ -25,10 +31,22 @@ pub struct Inputs {
     pub secret: SecretData,
     /// The Secret's resourceVersion.
     pub secret_version: Option<String>,
+    /// The turn of tier admission, held until the write is done (a connection new to its tier).
+    pub admission: Option<OwnedMutexGuard<Recent>>,
+}
+
+/// What reading found.
+pub enum Read {
+    /// Status records a sync of this spec, this Secret version and this document format into
+    /// this parameter (with this key), and no drift was seen since: the Secret was not read and
+    /// SSM need not be.
+    Unchanged(ParameterStatus),
+    /// Read in full: bring the parameter to these inputs.
+    Changed(Box<Inputs>),
 }
 
 /// Reads and checks, in the order a person fixes things: spec, Secret, tier.
-pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Inputs, Failure>, Error> {
+pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, Failure>, Error> {
     let name = vc.name_any();
     let ns = vc.namespace().ok_or(Error::NoNamespace)?;
     let spec = match validate_spec(&name, &vc.spec) {
@@ -43,19 +61,47 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Inputs
         Ok(p) => p,
         Err(e) => return Ok(Err(Failure::new(Reason::InvalidSpec, e.to_string()))),
     };
+    // The caches are complete before the first answer is taken from them.
+    let _ = ctx.secrets.wait_until_ready().await;
+    let _ = ctx.namespaces.wait_until_ready().await;
+    let cached = ctx
+        .secrets
+        .get(&ObjectRef::new(&spec.secret_name).within(&ns))
+        .and_then(|s| s.metadata.resource_version.clone());
+    let Some(cached_version) = cached else {
+        return Ok(Err(
+            missing_or_unlabelled(ctx, &ns, &spec.secret_name).await?
+        ));
+    };
+    let admission = match place(vc, &ns, &parameter, ctx).await {
+        Ok(Place::Kept) => None,
+        Ok(Place::Admitted(turn)) => Some(turn),
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let suspect = ctx.take_suspect(&vc.uid().unwrap_or_default());
+    let key = kms_key_for(&spec, &ctx.settings);
+    if !suspect
+        && let Some(recorded) = unchanged(
+            vc,
+            &parameter,
+            &key,
+            &cached_version,
+            ctx.verification.is_some(),
+        )
+    {
+        return Ok(Ok(Read::Unchanged(recorded)));
+    }
     let (secret, secret_version) = match read_secret(ctx, &ns, &spec.secret_name).await? {
         Ok(found) => found,
         Err(failure) => return Ok(Err(failure)),
     };
-    if let Some(failure) = tier_check(vc, &ns, ctx).await? {
-        return Ok(Err(failure));
-    }
-    Ok(Ok(Inputs {
+    Ok(Ok(Read::Changed(Box::new(Inputs {
         spec,
         parameter,
         secret,
         secret_version,
-    }))
+        admission,
+    }))))
 }
 
 /// Reads the Secret's data, but only when it carries the opt-in label: a Secret without it is
@@ -82,8 +128,14 @@ async fn read_secret(
         }
         return Ok(Ok((data, version)));
     }
-    // Tell "missing" from "not labelled" by metadata alone.
-    Ok(Err(match secrets.get_metadata_opt(name).await? {
+    Ok(Err(missing_or_unlabelled(ctx, ns, name).await?))
+}
+
+/// Why the Secret `name` is not among the opted-in ones, told by metadata alone (a read made
+/// only while the connection cannot be served).
+async fn missing_or_unlabelled(ctx: &Context, ns: &str, name: &str) -> Result<Failure, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(match secrets.get_metadata_opt(name).await? {
         None => Failure::new(
             Reason::SecretNotFound,
             format!(
@@ -96,50 +148,5 @@ async fn read_secret(
                 "Secret {name} lacks the label {CREDENTIALS_LABEL}: \"true\"; the operator reads only Secrets that opt in"
             ),
         ),
-    }))
-}
-
-/// Applies the namespace's tier limit: the oldest connections within it are served.
-async fn tier_check(
-    vc: &VaultConnection,
-    ns: &str,
-    ctx: &Context,
-) -> Result<Option<Failure>, Error> {
-    let namespace = Api::<Namespace>::all(ctx.client.clone())
-        .get_metadata(ns)
-        .await?;
-    let label = namespace.labels().get(TIER_LABEL).map(String::as_str);
-    let applied = ctx
-        .settings
-        .tiers
-        .applied(label, &ctx.settings.default_tier);
-    let Some(limit) = applied.limit else {
-        return Ok(None);
-    };
-    let created = |o: &VaultConnection| o.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let state = ctx.store.state();
-    let siblings: Vec<_> = state
-        .iter()
-        .filter(|o| o.namespace().as_deref() == Some(ns) && o.metadata.deletion_timestamp.is_none())
-        .map(|o| (created(o), o.metadata.name.as_deref().unwrap_or_default()))
-        .collect();
-    let name = vc.name_any();
-    let pos = position(&siblings, &(created(vc), name.as_str()));
-    if pos < limit as usize {
-        return Ok(None);
-    }
-    let unknown = if applied.unknown_label {
-        format!(" (its {TIER_LABEL} label names no configured tier, so the default applies)")
-    } else {
-        String::new()
-    };
-    Ok(Some(Failure::new(
-        Reason::TierLimitExceeded,
-        format!(
-            "namespace {ns} is on tier {}{unknown}, which allows {limit} connection(s); this is number {} by \
-             creation time, so nothing was written: delete another connection or ask a cluster admin to raise the tier",
-            applied.tier,
-            pos + 1
-        ),
-    )))
+    })
 }

@@ -109,15 +109,10 @@ pub fn requeue(
         return Action::requeue(retry.min(drift));
     }
     match outcome {
+        // Drift is the sweep's job: a Ready connection waits for a change, or for the sweep.
         Outcome::Ready { .. } => {
             ctx.succeeded(&uid);
-            // The first check after start-up lands anywhere in the interval, so a restart over
-            // many connections does not bunch every later check into a tenth of it.
-            if ctx.first_check(&uid) {
-                Action::requeue(backoff::anywhere_within(interval))
-            } else {
-                Action::requeue(drift)
-            }
+            Action::await_change()
         }
         Outcome::NotReady(f) if f.transient() => {
             let n = ctx.failed(&uid);
@@ -132,8 +127,8 @@ pub fn requeue(
             let n = ctx.failed(&uid);
             Action::requeue(backoff::jittered(n, Duration::from_secs(30), interval).min(drift))
         }
-        // Spec and Secret problems: watches bring the fix; check again at the drift interval.
-        Outcome::NotReady(_) => Action::requeue(drift),
+        // Spec, Secret and tier problems: the watches bring the fix.
+        Outcome::NotReady(_) => Action::await_change(),
     }
 }
 

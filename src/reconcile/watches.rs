@@ -6,21 +6,20 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::context::Context;
-use super::{error_policy, reconcile};
-use crate::api::{CREDENTIALS_LABEL, VaultConnection};
+use super::context::{Caches, Context};
+use super::{error_policy, reconcile, sweep};
+use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
 use crate::backoff;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::reason::Reason;
 use crate::ssm::Ssm;
-use crate::status::ready_reason;
 use crate::verify::step::Verification;
 
 /// What every controller scope of one operator process shares.
@@ -54,10 +53,36 @@ where
 /// is hundreds of MiB held at once).
 const LIST_PAGE_SIZE: u32 = 50;
 
-/// Drops what the reconciler never reads before an object is cached.
+/// Drops what the reconciler never reads before a connection is cached.
 pub fn slim(vc: &mut VaultConnection) {
     vc.metadata.managed_fields = None;
     vc.metadata.annotations = None;
+}
+
+/// Drops what the reconciler never reads from cached metadata: managedFields, annotations (a
+/// Secret's last-applied annotation would even hold its data), owners, finalizers, and every
+/// label but `keep`.
+fn slim_meta(meta: &mut ObjectMeta, keep: Option<&str>) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.labels = match (meta.labels.take(), keep) {
+        (Some(mut labels), Some(key)) => {
+            labels.retain(|k, _| k == key);
+            (!labels.is_empty()).then_some(labels)
+        }
+        _ => None,
+    };
+}
+
+/// A namespace's tier label, as a predicate: only a change of it re-checks the namespace's
+/// connections.
+fn tier_label(namespace: &PartialObjectMeta<Namespace>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    namespace.labels().get(TIER_LABEL).hash(&mut h);
+    Some(h.finish())
 }
 
 /// The connections in `store` that `keep` selects, as reconcile requests.
@@ -99,65 +124,75 @@ pub fn run_scope(
     .modify(slim)
     .reflect(writer)
     .applied_objects();
-    let controller = Controller::for_stream(connections, store.clone());
-    let ctx = Arc::new(
-        Context::new(client.clone(), ssm, settings, metrics, store.clone())
-            .with_verification(verification),
-    );
+    let mut controller = Controller::for_stream(connections, store.clone());
     let mut watches = 1; // the VaultConnections themselves
 
-    // A rotated Secret reaches its connections: watch opted-in Secrets by metadata only.
+    // A rotated Secret reaches its connections: opted-in Secrets are watched by metadata only,
+    // and the cache of their resourceVersions is what lets a reconcile at rest skip reading the
+    // Secret.
+    let (secrets, secret_writer) = reflector::store();
     let by_secret = store.clone();
-    let secrets: Api<PartialObjectMeta<Secret>> = api(&client, &scope);
-    let controller = controller.watches(
-        secrets,
-        watcher::Config::default().labels(&format!("{CREDENTIALS_LABEL}=true")),
-        move |secret| {
-            let (ns, name) = (secret.namespace(), secret.name_any());
-            select(&by_secret, |vc| {
-                vc.namespace() == ns && vc.spec.credentials_secret_ref.name == name
-            })
-        },
-    );
+    let secret_events = watcher::watcher(
+        api::<PartialObjectMeta<Secret>>(&client, &scope),
+        watcher::Config::default()
+            .labels(&format!("{CREDENTIALS_LABEL}=true"))
+            .page_size(LIST_PAGE_SIZE),
+    )
+    .modify(|s| slim_meta(&mut s.metadata, None))
+    .reflect(secret_writer)
+    .touched_objects();
+    controller = controller.watches_stream(secret_events, move |secret| {
+        let (ns, name) = (secret.namespace(), secret.name_any());
+        select(&by_secret, |vc| {
+            vc.namespace() == ns && vc.spec.credentials_secret_ref.name == name
+        })
+    });
     watches += 1;
 
-    // A namespace's tier label changed: re-check its connections.
+    // A namespace's tier label changed: re-check its connections. The cache of tier labels is
+    // what the tier check reads.
+    let (namespaces, namespace_writer) = reflector::store();
     let by_namespace = store.clone();
-    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
     let ns_config = match &scope {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
         None => watcher::Config::default(),
     };
-    let controller = controller.watches(namespaces, ns_config, move |namespace| {
+    let namespace_events = watcher::watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        ns_config,
+    )
+    .modify(|n| slim_meta(&mut n.metadata, Some(TIER_LABEL)))
+    .reflect(namespace_writer)
+    .touched_objects()
+    .predicate_filter(tier_label, Default::default());
+    controller = controller.watches_stream(namespace_events, move |namespace| {
         let ns = Some(namespace.name_any());
         select(&by_namespace, |vc| vc.namespace() == ns)
     });
     watches += 1;
 
-    // A connection went away: serve siblings that were over their tier's limit.
-    let by_sibling = store.clone();
-    let siblings: Api<PartialObjectMeta<VaultConnection>> = api(&client, &scope);
-    let controller = controller.watches(siblings, watcher::Config::default(), move |changed| {
-        let ns = changed.namespace();
-        select(&by_sibling, |vc| {
-            vc.namespace() == ns && ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
-        })
-    });
-    watches += 1;
+    // The drift sweep asks for full checks of the connections whose parameters differ, and a
+    // freed tier slot for a check of the oldest refused sibling.
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    controller = controller.reconcile_on(triggered);
 
-    // Memos of connections that vanished without a cleanup are dropped once per drift interval.
-    let pruner = {
-        let ctx = ctx.clone();
-        async move {
-            let mut every = tokio::time::interval(ctx.settings.drift_interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            every.tick().await; // the first tick is immediate
-            loop {
-                every.tick().await;
-                ctx.prune();
-            }
-        }
-    };
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            ssm,
+            settings,
+            metrics,
+            Caches {
+                store: store.clone(),
+                secrets,
+                namespaces,
+            },
+            trigger,
+        )
+        .with_verification(verification),
+    );
+
+    let sweeper = sweep::run(ctx.clone());
     let controller = controller
         .trigger_backoff(backoff::WatchBackoff::new(watches))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -171,7 +206,7 @@ pub fn run_scope(
     let run = async move {
         tokio::select! {
             () = controller => {}
-            () = pruner => {}
+            () = sweeper => {}
         }
     };
     (store, run)

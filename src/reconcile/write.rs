@@ -1,16 +1,14 @@
-//! Step 4, write: looks at the parameter in SSM, asks the planner what to do and does it —
-//! skipping SSM altogether when the same inputs were confirmed a moment ago. Also removes the
-//! parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message text is
+//! Step 4, write: looks at the parameter in SSM, asks the planner what to do and does it. Also
+//! removes the parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message text is
 //! never passed on.
 
-use kube::ResourceExt;
 use secrecy::ExposeSecret;
 
-use super::context::{Confirmed, Context};
+use super::context::Context;
 use super::desired::Desired;
 use super::plan::{Described, Plan, Proof, Removal, Seen, Step, Tags, plan, removal};
-use crate::api::{ParameterStatus, VaultConnection};
-use crate::document::Tier;
+use crate::api::ParameterStatus;
+use crate::document::{FORMAT, Tier};
 use crate::reason::Reason;
 use crate::ssm::{SsmError, Write};
 use crate::status::{Change, Failure, Outcome};
@@ -31,30 +29,12 @@ impl From<SsmError> for Failure {
     }
 }
 
-/// Brings the parameter to `want`, and says what it holds afterwards.
-pub async fn sync(
-    ctx: &Context,
-    vc: &VaultConnection,
-    want: &Desired,
-    secret_version: Option<String>,
-) -> Outcome {
-    let uid = vc.uid().unwrap_or_default();
-    let seen = |parameter_version| Confirmed {
-        generation: vc.metadata.generation,
-        secret_version: secret_version.clone(),
-        parameter_version,
-    };
-    if let Some(recorded) = &want.recorded
-        && ctx.recently_confirmed(&uid, &seen(recorded.version))
-    {
-        return Outcome::Ready {
-            parameter: recorded.clone(),
-            change: Change::None,
-        };
-    }
+/// Brings the parameter to `want`, and says what it holds afterwards (recording the Secret
+/// version it was rendered from).
+pub async fn sync(ctx: &Context, want: &Desired, secret_version: Option<String>) -> Outcome {
     match converge(ctx, want).await {
-        Ok((parameter, change)) => {
-            ctx.confirm(&uid, seen(parameter.version));
+        Ok((mut parameter, change)) => {
+            parameter.secret_resource_version = secret_version;
             Outcome::Ready { parameter, change }
         }
         Err(failure) => Outcome::NotReady(failure),
@@ -155,6 +135,8 @@ fn stored(w: &Write<'_>, version: i64, tier: Tier) -> ParameterStatus {
         version,
         tier: tier.as_str().to_owned(),
         kms_key_id: Some(w.kms_key_id.to_owned()),
+        secret_resource_version: None,
+        document_format: Some(FORMAT),
     }
 }
 

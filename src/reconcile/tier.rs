@@ -1,0 +1,136 @@
+//! Tier admission: a namespace's tier bounds the SSM parameters it holds — every parameter under
+//! its path, so retained parameters and those left behind by a finalizer removed by hand count
+//! too. A connection that holds its parameter keeps its slot (a tier downgrade or a newer sibling
+//! never displaces it); a connection without one is admitted only while the namespace holds
+//! fewer than its limit. Admissions in one namespace take turns, and the parameters admitted a
+//! moment ago count even before SSM's listing shows them, so two connections can never both take
+//! the last slot.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::OwnedMutexGuard;
+
+use super::context::Context;
+use crate::api::{TIER_LABEL, VaultConnection};
+use crate::reason::Reason;
+use crate::status::{Failure, ready_reason};
+use crate::tiers::admits;
+
+/// How long a parameter this process admitted counts as held without SSM's listing showing it
+/// (the listing is eventually consistent).
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Names admitted a moment ago in one namespace, and the turn of admission there.
+#[derive(Debug, Default)]
+pub struct Recent(Vec<(String, Instant)>);
+
+/// The turns of admission, one per namespace that has admitted anything.
+#[derive(Debug, Default)]
+pub struct Admissions(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Recent>>>>);
+
+impl Admissions {
+    async fn turn(&self, ns: &str) -> OwnedMutexGuard<Recent> {
+        let lock = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ns.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+/// A connection's place under its namespace's tier.
+pub enum Place {
+    /// It holds its parameter, or no limit applies.
+    Kept,
+    /// It was just admitted: the turn of admission is held until the write is done.
+    Admitted(OwnedMutexGuard<Recent>),
+}
+
+/// The tier's answer for `vc`, whose parameter is `parameter`.
+pub async fn place(
+    vc: &VaultConnection,
+    ns: &str,
+    parameter: &str,
+    ctx: &Context,
+) -> Result<Place, Failure> {
+    let holds_it = vc
+        .status
+        .as_ref()
+        .and_then(|s| s.parameter.as_ref())
+        .is_some_and(|p| p.name == parameter);
+    let namespace = ctx.namespaces.get(&ObjectRef::new(ns));
+    let label = namespace
+        .as_ref()
+        .and_then(|n| n.labels().get(TIER_LABEL))
+        .map(String::as_str);
+    let applied = ctx
+        .settings
+        .tiers
+        .applied(label, &ctx.settings.default_tier);
+    let Some(limit) = applied.limit.filter(|_| !holds_it) else {
+        return Ok(Place::Kept);
+    };
+    let mut turn = ctx.admissions.turn(ns).await;
+    let path = parameter.rsplit_once('/').map_or("", |(p, _)| p);
+    let mut held = ctx.ssm.names_under(path).await?;
+    // Once the listing shows a name it needs no remembering (and once deleted it must not be).
+    turn.0
+        .retain(|(name, at)| at.elapsed() < SETTLE && !held.contains(name));
+    held.extend(turn.0.iter().map(|(name, _)| name.clone()));
+    held.extend(served_in(ctx, ns));
+    if admits(&held, parameter, limit) {
+        turn.0.push((parameter.to_owned(), Instant::now()));
+        return Ok(Place::Admitted(turn));
+    }
+    let unknown = if applied.unknown_label {
+        format!(" (its {TIER_LABEL} label names no configured tier, so the default applies)")
+    } else {
+        String::new()
+    };
+    Err(Failure::new(
+        Reason::TierLimitExceeded,
+        format!(
+            "namespace {ns} is on tier {}{unknown}, which allows {limit} SSM parameter(s), and already holds \
+             that many (retained parameters included), so nothing was written: delete a connection whose \
+             deletionPolicy is Delete, remove a retained parameter, or ask a cluster admin to raise the tier",
+            applied.tier
+        ),
+    ))
+}
+
+/// The parameters that the cached connections of `ns` record as theirs (those being deleted
+/// excluded: while they still hold one, the listing shows it).
+fn served_in(ctx: &Context, ns: &str) -> BTreeSet<String> {
+    ctx.store
+        .state()
+        .iter()
+        .filter(|vc| {
+            vc.namespace().as_deref() == Some(ns) && vc.metadata.deletion_timestamp.is_none()
+        })
+        .filter_map(|vc| Some(vc.status.as_ref()?.parameter.as_ref()?.name.clone()))
+        .collect()
+}
+
+/// A slot freed in `ns` (a parameter there was deleted): the oldest connection refused for the
+/// tier is checked again — one, not every refused sibling, so a delete costs one reconcile.
+pub fn slot_freed(ctx: &Context, ns: &str) {
+    let state = ctx.store.state();
+    let oldest = state
+        .iter()
+        .filter(|vc| {
+            vc.namespace().as_deref() == Some(ns)
+                && vc.metadata.deletion_timestamp.is_none()
+                && ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
+        })
+        .min_by_key(|vc| (vc.metadata.creation_timestamp.clone(), vc.name_any()));
+    if let Some(vc) = oldest {
+        let _ = ctx.trigger.unbounded_send(ObjectRef::from_obj(&**vc));
+    }
+}
