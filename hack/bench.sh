@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks the operator (docs/performance.md): create, rotate, restart, idle, noise, write
-# rate, drift repair and delete, on a private test environment in target/bench-env that is torn
-# down at the end (also on failure). Writes target/bench/results.json and prints a Markdown table.
+# rate, drift repair, delete and a fleet, on a private test environment in target/bench-env that
+# is torn down at the end (also on failure). Writes target/bench/results.json and prints a
+# Markdown table.
 #
-#   hack/bench.sh            default sizes (about 7 minutes on 2 cores, plus the release build)
-#   hack/bench.sh --quick    small sizes to check the harness (about 2 minutes)
+#   hack/bench.sh            default sizes (about 7 minutes on 2 cores, plus the release build,
+#                            plus the fleet: half an hour or more at N=10,000, most of it N / 20 s
+#                            reads while the fleet is created and again after its restart)
+#   hack/bench.sh --quick    small sizes to check the harness (about 4 minutes)
 #   hack/bench.sh --keep     leave the environment up afterwards (stop it with --down)
 #   hack/bench.sh --down     stop an environment left with --keep
 #
@@ -12,7 +15,18 @@
 #   BENCH_N=1000 BENCH_WRITE_RATE=10 BENCH_ROTATIONS=50 BENCH_POLL_MS=20 BENCH_IDLE_SECONDS=120
 #   BENCH_DRIFT_INTERVAL=60 BENCH_NOISE=10000 BENCH_NOISE_KIB=10 BENCH_RATE_N=150 BENCH_RATE=3
 #   BENCH_DRIFT_N=20 BENCH_DRIFT_REPAIR_INTERVAL=20 BENCH_CONCURRENCY=4 BENCH_READ_RATE=20
-#   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift (delete needs rate)
+#   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift,fleet (delete needs rate)
+# The fleet scenario (namespace bench-fleet, tier enterprise, unlimited): N connections created
+# while the operator is stopped; then a restart, an idle window, memory against an operator with
+# no connections, and rotations on the idle fleet, each judged against the fleet goals:
+#   BENCH_FLEET_N=10000                connections
+#   BENCH_FLEET_WRITE_RATE=200         VCO_SSM_WRITE_RATE of its operators (moto has no quota)
+#   BENCH_FLEET_DRIFT_INTERVAL=60      VCO_DRIFT_CHECK_INTERVAL of its operators, in seconds
+#   BENCH_FLEET_IDLE_INTERVALS=3       length of the idle window, in drift intervals
+#   BENCH_FLEET_ROTATIONS=50           Secrets rotated one at a time on the idle fleet
+#   BENCH_FLEET_TIMEOUT=0              longest wait for all Ready and for the restart to catch up,
+#                                      in seconds (0: 3 x N / the lower of the read and write
+#                                      rates, at least 600)
 #   BENCH_BIN=PATH measures that binary instead of building target/release (e.g. the image's
 #   static musl binary, target/image/context/vault-connection-operator)
 # Flags combine: hack/bench.sh --quick --keep.
@@ -44,7 +58,10 @@ for arg in "$@"; do
     --quick)
       : "${BENCH_N:=100}" "${BENCH_ROTATIONS:=10}" "${BENCH_IDLE_SECONDS:=30}" "${BENCH_DRIFT_INTERVAL:=15}"
       : "${BENCH_NOISE:=1000}" "${BENCH_RATE_N:=30}" "${BENCH_DRIFT_N:=10}"
+      : "${BENCH_FLEET_N:=300}" "${BENCH_FLEET_DRIFT_INTERVAL:=15}" "${BENCH_FLEET_IDLE_INTERVALS:=2}"
+      : "${BENCH_FLEET_ROTATIONS:=10}"
       export BENCH_N BENCH_ROTATIONS BENCH_IDLE_SECONDS BENCH_DRIFT_INTERVAL BENCH_NOISE BENCH_RATE_N BENCH_DRIFT_N
+      export BENCH_FLEET_N BENCH_FLEET_DRIFT_INTERVAL BENCH_FLEET_IDLE_INTERVALS BENCH_FLEET_ROTATIONS
       ;;
     --down) stop_operator; hack/testenv.sh down; exit 0 ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
