@@ -140,7 +140,9 @@ impl Reason {
                 "the spec names a KMS key outside the operator's allow-list"
             }
             Reason::ValueTooLarge => "the SSM document would exceed the Advanced tier's size limit",
-            Reason::TierLimitExceeded => "the namespace's tier allows fewer connections",
+            Reason::TierLimitExceeded => {
+                "the namespace already holds as many SSM parameters as its tier allows"
+            }
             Reason::ParameterNotOwned => {
                 "the parameter exists without this connection's ownership tags"
             }
