@@ -87,7 +87,8 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
 
-    /// How often each parameter is checked for out-of-band changes (jittered ±10%).
+    /// How often the versions of all parameters are compared with status, 10 per non-decrypting
+    /// GetParameters call, to find out-of-band changes.
     #[arg(long, env = "VCO_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub drift_check_interval: Duration,
 
@@ -95,8 +96,8 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_SSM_WRITE_RATE", default_value_t = 3.0)]
     pub ssm_write_rate: f64,
 
-    /// Most SSM read calls per second: GetParameter, DescribeParameters and ListTagsForResource
-    /// together (GetParameter's default quota is 40).
+    /// Most SSM read calls per second: GetParameter, GetParameters, DescribeParameters and
+    /// ListTagsForResource together (the default quota GetParameter and GetParameters share is 40).
     #[arg(long, env = "VCO_SSM_READ_RATE", default_value_t = 20.0)]
     pub ssm_read_rate: f64,
 

@@ -221,6 +221,25 @@ pub fn next(
     }
 }
 
+/// Drops what a cache need not hold of a Ready status: the messages of its five standard
+/// conditions, which follow from their reasons and the parameter (`next` writes them again on
+/// every patch). A status that is not Ready keeps everything: its messages say what to fix.
+/// Compare a fresh status with a cached one only after passing both through this.
+pub fn drop_derived_messages(status: &mut VaultConnectionStatus) {
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return;
+    }
+    for c in &mut status.conditions {
+        if ["Ready", "Valid", "Synced", STALLED, RECONCILING].contains(&c.type_.as_str()) {
+            c.message = String::new();
+        }
+    }
+}
+
 /// A connection's Ready condition, if it has one.
 pub fn ready_condition(vc: &VaultConnection) -> Option<&Condition> {
     vc.status
@@ -380,5 +399,28 @@ mod tests {
         let b = next(Some(&a), Some(1), &ready(2, Change::Updated), t(2));
         assert_eq!(b.last_sync_time, Some(t(2)));
         assert_eq!(b.parameter.unwrap().version, 2);
+    }
+
+    #[test]
+    fn a_ready_status_caches_without_derived_messages_and_compares_equal() {
+        let first = next(None, Some(1), &ready(3, Change::Created), t(10));
+        let mut cached = first.clone();
+        drop_derived_messages(&mut cached);
+        assert!(cached.conditions.iter().all(|c| c.message.is_empty()));
+        assert_eq!(cached.parameter, first.parameter, "only messages go");
+        // A later reconcile with nothing changed computes the same status from the cached one.
+        let mut again = next(Some(&cached), Some(1), &ready(3, Change::None), t(20));
+        drop_derived_messages(&mut again);
+        assert_eq!(again, cached);
+        // A new version is a difference.
+        let mut rotated = next(Some(&cached), Some(1), &ready(4, Change::Updated), t(30));
+        drop_derived_messages(&mut rotated);
+        assert_ne!(rotated, cached);
+        // A status that is not Ready keeps its messages.
+        let failure = Failure::new(Reason::SecretNotFound, "Secret s not found");
+        let mut failed = next(Some(&first), Some(1), &Outcome::NotReady(failure), t(40));
+        let kept = failed.clone();
+        drop_derived_messages(&mut failed);
+        assert_eq!(failed, kept);
     }
 }

@@ -92,6 +92,7 @@ fn the_recommended_iam_policy_is_the_charts() {
     let ssm = read("src/ssm.rs");
     for (action, call) in [
         ("ssm:GetParameter", ".get_parameter()"),
+        ("ssm:GetParameters", ".get_parameters()"),
         ("ssm:PutParameter", ".put_parameter()"),
         ("ssm:DeleteParameter", ".delete_parameter()"),
         ("ssm:AddTagsToResource", ".add_tags_to_resource()"),

@@ -32,7 +32,10 @@ pub async fn status(
         now.clone(),
     );
     verified(&mut next, vc, checked, ctx.verification.is_some(), &now);
-    if vc.status.as_ref() == Some(&next) {
+    // The cache holds a Ready status without its derived messages: compare like with like.
+    let mut cached_form = next.clone();
+    status::drop_derived_messages(&mut cached_form);
+    if vc.status.as_ref() == Some(&cached_form) {
         return Ok(());
     }
     let api: Api<VaultConnection> =

@@ -20,6 +20,7 @@ use crate::backoff;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ssm::Ssm;
+use crate::status::drop_derived_messages;
 use crate::verify::step::Verification;
 
 /// What every controller scope of one operator process shares.
@@ -53,17 +54,24 @@ where
 /// is hundreds of MiB held at once).
 const LIST_PAGE_SIZE: u32 = 50;
 
-/// Drops what the reconciler never reads before a connection is cached.
+/// Drops what the reconciler never reads before a connection is cached: managedFields,
+/// annotations, labels, and the messages a Ready status can derive.
 pub fn slim(vc: &mut VaultConnection) {
     vc.metadata.managed_fields = None;
     vc.metadata.annotations = None;
+    vc.metadata.labels = None;
+    if let Some(status) = vc.status.as_mut() {
+        drop_derived_messages(status);
+    }
 }
 
-/// Drops what the reconciler never reads from cached metadata: managedFields, annotations (a
-/// Secret's last-applied annotation would even hold its data), owners, finalizers, and every
-/// label but `keep`.
+/// Drops what the reconciler never reads from cached metadata: managedFields, uid, creation
+/// time, annotations (a Secret's last-applied annotation would even hold its data), owners,
+/// finalizers, and every label but `keep`.
 fn slim_meta(meta: &mut ObjectMeta, keep: Option<&str>) {
     meta.managed_fields = None;
+    meta.uid = None;
+    meta.creation_timestamp = None;
     meta.annotations = None;
     meta.owner_references = None;
     meta.finalizers = None;
@@ -138,7 +146,10 @@ pub fn run_scope(
             .labels(&format!("{CREDENTIALS_LABEL}=true"))
             .page_size(LIST_PAGE_SIZE),
     )
-    .modify(|s| slim_meta(&mut s.metadata, None))
+    .modify(|s| {
+        s.types = None;
+        slim_meta(&mut s.metadata, None);
+    })
     .reflect(secret_writer)
     .touched_objects();
     controller = controller.watches_stream(secret_events, move |secret| {
