@@ -178,6 +178,12 @@ pub enum Verdict {
     },
 }
 
+/// Whether the provider has a check verification can make (1Password has none: its service
+/// account tokens cannot be tested without reading a vault item).
+pub fn verifiable(p: VaultType) -> bool {
+    p != VaultType::OnePassword
+}
+
 /// The provider's name as people write it.
 pub fn provider_name(p: VaultType) -> &'static str {
     match p {
@@ -305,7 +311,8 @@ impl Verdict {
         })
     }
 
-    /// The final verdict `record` holds for `provider`, if it is about `version`.
+    /// The final verdict `record` holds for `provider`, if it is about `version` (1Password has
+    /// no check, so no record holds a verdict for it).
     pub fn from_record(
         record: &VerificationStatus,
         provider: VaultType,
@@ -313,7 +320,7 @@ impl Verdict {
     ) -> Option<Verdict> {
         if version.secret.as_deref() != Some(record.secret_resource_version.as_str())
             || version.generation != Some(record.generation)
-            || provider == VaultType::OnePassword
+            || !verifiable(provider)
         {
             return None;
         }
