@@ -366,6 +366,27 @@ async fn an_out_of_band_edit_is_repaired_at_the_next_drift_check() {
     .await;
     assert_eq!(value, original);
     assert_eq!(version, 3, "1 = ours, 2 = tampered, 3 = repair");
+
+    // Deleted out of band: the sweep finds it missing and the full check writes it again.
+    w.ssm
+        .delete_parameter()
+        .name(w.param("drift"))
+        .send()
+        .await
+        .unwrap();
+    let (value, version) = eventually(10, "the parameter to be written again", || async {
+        w.read("drift").await
+    })
+    .await;
+    assert_eq!(
+        (value, version),
+        (original, 1),
+        "a new parameter, ours again"
+    );
+    assert_eq!(
+        w.tags("drift").await.get("managed-by").map(String::as_str),
+        Some("vault-connection-operator")
+    );
 }
 
 async fn assert_nothing_written(w: &World, name: &str) {

@@ -224,7 +224,10 @@ mod tests {
     #[test]
     fn with_verification_on_the_answer_must_be_recorded_for_the_same_secret() {
         let mut vc = connection("True");
-        assert!(check(&vc, true), "1Password has no check, so no answer to wait for");
+        assert!(
+            check(&vc, true),
+            "1Password has no check, so no answer to wait for"
+        );
         vc.spec.vault_type = crate::api::VaultType::Doppler;
         assert!(!check(&vc, true), "no answer recorded");
         let answer = |rv: &str, generation| VerificationStatus {
