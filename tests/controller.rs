@@ -590,6 +590,48 @@ async fn the_tier_limit_bounds_parameters_and_a_served_connection_keeps_its_slot
 }
 
 #[tokio::test]
+async fn connections_created_at_once_take_exactly_the_free_slots() {
+    let w = World::new("race").await;
+    set_tier(&w, "free").await; // free = 1
+    let _op = w.operator().await;
+    let names: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
+    let yaml: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: {n}-creds, labels: {{vaultconnections.io/credentials: \"true\"}}}}\n\
+                 stringData: {{access_token: \"ops_{n}\"}}\n---\n\
+                 apiVersion: vaultconnections.io/v1alpha1\nkind: VaultConnection\nmetadata: {{name: {n}}}\n\
+                 spec: {{vaultType: onepassword, credentialsSecretRef: {{name: {n}-creds}}}}\n---\n"
+            )
+        })
+        .collect();
+    w.apply(&yaml);
+    let reasons = eventually(30, "every connection to be decided", || async {
+        let mut reasons = Vec::new();
+        for n in &names {
+            let vc = w.vcs().get(n).await.ok()?;
+            reasons.push(ready(&vc)?.1);
+        }
+        reasons
+            .iter()
+            .all(|r| r == "Synced" || r == "TierLimitExceeded")
+            .then_some(reasons)
+    })
+    .await;
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "Synced").count(),
+        1,
+        "one slot, one connection served: {reasons:?}"
+    );
+    let mut stored = 0;
+    for n in &names {
+        stored += usize::from(w.read(n).await.is_some());
+    }
+    assert_eq!(stored, 1, "one parameter stored");
+}
+
+#[tokio::test]
 async fn retained_and_orphaned_parameters_count_so_a_create_delete_loop_cannot_fill_ssm() {
     let w = World::new("fill").await;
     set_tier(&w, "free").await; // free = 1
