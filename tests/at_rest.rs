@@ -7,29 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Operator, OperatorOptions, PrivateEnv, eventually, install_crd, namespace, unique};
+use common::{
+    Operator, OperatorOptions, PrivateEnv, eventually, install_crd, namespace,
+    one_password_connections, unique,
+};
 
 const N: usize = 30;
-
-fn connections() -> String {
-    (0..N)
-        .map(|i| {
-            format!(
-                r#"apiVersion: v1
-kind: Secret
-metadata: {{name: c{i}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{access_token: "ops_rest{i}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: c{i}}}
-spec: {{vaultType: onepassword, credentialsSecretRef: {{name: c{i}}}}}
----
-"#
-            )
-        })
-        .collect()
-}
 
 /// The API server's request counts by (verb, resource), from its own metrics.
 async fn requests(client: &kube::Client) -> BTreeMap<(String, String), f64> {
@@ -90,12 +73,8 @@ fn delta(
 }
 
 async fn checked(op: &Operator) -> f64 {
-    op.metrics_text()
+    op.metric("vault_connection_operator_drift_checked_total", "")
         .await
-        .lines()
-        .filter(|l| l.starts_with("vault_connection_operator_drift_checked_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -115,7 +94,7 @@ async fn at_rest_and_after_a_restart_nothing_is_read_but_parameter_versions() {
         ],
     };
     let mut op = Operator::start(env, &ns, &prefix, &opts).await;
-    env.apply(&ns, &connections());
+    env.apply(&ns, &one_password_connections(N, "rest"));
     eventually(60, "every connection to be checked by a sweep", || async {
         (checked(&op).await >= N as f64).then_some(())
     })

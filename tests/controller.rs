@@ -511,15 +511,11 @@ async fn set_tier(w: &World, tier: &str) {
 
 /// Reconciles that ended in `reason`, from the operator's metrics.
 async fn reconciles(op: &Operator, reason: &str) -> f64 {
-    let needle = format!("reason=\"{reason}\"");
-    op.metrics_text()
-        .await
-        .lines()
-        .filter(|l| {
-            l.starts_with("vault_connection_operator_reconciles_total{") && l.contains(&needle)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    op.metric(
+        "vault_connection_operator_reconciles_total",
+        &format!("reason=\"{reason}\""),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -20,29 +20,9 @@ use vault_connection_operator::api::VaultConnection;
 use vault_connection_operator::status::ready_reason;
 
 use common::{
-    Operator, OperatorOptions, PrivateEnv, TestEnv, eventually, install_crd, namespace, unique,
+    Operator, OperatorOptions, PrivateEnv, TestEnv, eventually, install_crd, namespace,
+    one_password_connections, unique,
 };
-
-/// YAML for `n` 1Password connections `c0..c{n-1}` with tokens `ops_{tag}{i}`.
-fn connections(n: usize, tag: &str) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"apiVersion: v1
-kind: Secret
-metadata: {{name: c{i}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{access_token: "ops_{tag}{i}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: c{i}}}
-spec: {{vaultType: onepassword, credentialsSecretRef: {{name: c{i}}}}}
----
-"#
-            )
-        })
-        .collect()
-}
 
 async fn rotate(client: &kube::Client, ns: &str, i: usize, tag: &str) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -144,7 +124,7 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
     };
     let _op = Operator::start(env, &ns, &prefix, &opts).await;
     let n = 5;
-    env.apply(&ns, &connections(n, "v1-"));
+    env.apply(&ns, &one_password_connections(n, "v1-"));
     converged(env, &client, &ns, &prefix, n, 30, |i| format!("ops_v1-{i}")).await;
 
     // Outage without state loss: the emulator is frozen; two Secrets rotate meanwhile.
@@ -376,7 +356,7 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
     let started = Instant::now();
     let op = Operator::start(&env, &ns, &prefix, &opts).await;
     let n = 3;
-    env.apply(&ns, &connections(n, "t-"));
+    env.apply(&ns, &one_password_connections(n, "t-"));
     converged(&env, &client, &ns, &prefix, n, 90, |i| format!("ops_t-{i}")).await;
     let took = started.elapsed();
 
@@ -441,7 +421,7 @@ async fn watches_resume_after_the_control_plane_restarts_without_missing_a_rotat
     let ns = namespace(&client, "restart").await;
     let prefix = format!("/{}", unique("restart"));
     let _op = Operator::start(env, &ns, &prefix, &OperatorOptions::default()).await;
-    env.apply(&ns, &connections(2, "a-"));
+    env.apply(&ns, &one_password_connections(2, "a-"));
     converged(env, &client, &ns, &prefix, 2, 30, |i| format!("ops_a-{i}")).await;
 
     // Rotate, and take the control plane down at once: the event may never be delivered.
@@ -509,7 +489,7 @@ async fn sigkill_in_the_middle_of_a_batch_loses_nothing_and_adds_no_versions() {
     };
     let n = 30;
     let mut op = Operator::start(&env, &ns, &prefix, &opts).await;
-    env.apply(&ns, &connections(n, "one-"));
+    env.apply(&ns, &one_password_connections(n, "one-"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     op.kill();
     let mid = parameters(&env.ssm().await, &prefix).await.len();

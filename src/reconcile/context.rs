@@ -11,6 +11,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::synced::Synced;
 use super::tier::Admissions;
 use crate::api::VaultConnection;
 use crate::config::Settings;
@@ -86,6 +87,28 @@ pub struct Caches {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// The namespaces' metadata.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Set once all three are filled.
+    pub filled: Filled,
+}
+
+/// The "filled" flags of a scope's caches.
+#[derive(Debug, Clone, Default)]
+pub struct Filled {
+    /// The connections.
+    pub connections: Synced,
+    /// The Secrets' metadata.
+    pub secrets: Synced,
+    /// The namespaces' metadata.
+    pub namespaces: Synced,
+}
+
+impl Filled {
+    /// Resolves once every cache has been filled.
+    pub async fn wait(&self) {
+        self.connections.wait().await;
+        self.secrets.wait().await;
+        self.namespaces.wait().await;
+    }
 }
 
 /// What every reconcile shares.
@@ -106,6 +129,8 @@ pub struct Context {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Cache of the namespaces' metadata (their tier labels).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Whether the caches have been filled.
+    pub filled: Filled,
     /// One memo per connection.
     pub memos: Memos,
     /// The turns of tier admission, per namespace.
@@ -130,6 +155,7 @@ impl Context {
             store,
             secrets,
             namespaces,
+            filled,
         } = caches;
         let recorder = Recorder::new(
             client.clone(),
@@ -147,6 +173,7 @@ impl Context {
             store,
             secrets,
             namespaces,
+            filled,
             memos: Memos::default(),
             admissions: Admissions::default(),
             trigger,

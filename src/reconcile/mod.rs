@@ -13,6 +13,7 @@ pub mod plan;
 mod read;
 mod report;
 mod sweep;
+mod synced;
 mod tier;
 mod verify;
 mod watches;

@@ -62,8 +62,7 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         Err(e) => return Ok(Err(Failure::new(Reason::InvalidSpec, e.to_string()))),
     };
     // The caches are complete before the first answer is taken from them.
-    let _ = ctx.secrets.wait_until_ready().await;
-    let _ = ctx.namespaces.wait_until_ready().await;
+    ctx.filled.wait().await;
     let cached = ctx
         .secrets
         .get(&ObjectRef::new(&spec.secret_name).within(&ns))

@@ -82,7 +82,7 @@ pub fn compare(recorded: i64, in_ssm: Option<i64>) -> Found {
 /// is marked for a full check and handed to the controller. Memos of connections that are gone are
 /// dropped after each sweep.
 pub async fn run(ctx: Arc<Context>) {
-    let _ = ctx.store.wait_until_ready().await;
+    ctx.filled.wait().await;
     let interval = ctx.settings.drift_interval;
     let mut spread = false;
     loop {

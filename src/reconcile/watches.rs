@@ -13,7 +13,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::context::{Caches, Context};
+use super::context::{Caches, Context, Filled};
 use super::{error_policy, reconcile, sweep};
 use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
 use crate::backoff;
@@ -124,14 +124,19 @@ pub fn run_scope(
     // The cache holds only what the reconciler reads: no managedFields, no annotations (each
     // can be up to 256 KiB), so a namespace admin cannot inflate the operator's memory with
     // padded objects. Lists come in small pages for the same reason.
+    let filled = Filled::default();
     let (store, writer) = reflector::store();
-    let connections = watcher::watcher(
-        api::<VaultConnection>(&client, &scope),
-        watcher::Config::default().page_size(LIST_PAGE_SIZE),
-    )
-    .modify(slim)
-    .reflect(writer)
-    .applied_objects();
+    let connections = filled
+        .connections
+        .track(
+            watcher::watcher(
+                api::<VaultConnection>(&client, &scope),
+                watcher::Config::default().page_size(LIST_PAGE_SIZE),
+            )
+            .modify(slim)
+            .reflect(writer),
+        )
+        .applied_objects();
     let mut controller = Controller::for_stream(connections, store.clone());
     let mut watches = 1; // the VaultConnections themselves
 
@@ -140,18 +145,22 @@ pub fn run_scope(
     // Secret.
     let (secrets, secret_writer) = reflector::store();
     let by_secret = store.clone();
-    let secret_events = watcher::watcher(
-        api::<PartialObjectMeta<Secret>>(&client, &scope),
-        watcher::Config::default()
-            .labels(&format!("{CREDENTIALS_LABEL}=true"))
-            .page_size(LIST_PAGE_SIZE),
-    )
-    .modify(|s| {
-        s.types = None;
-        slim_meta(&mut s.metadata, None);
-    })
-    .reflect(secret_writer)
-    .touched_objects();
+    let secret_events = filled
+        .secrets
+        .track(
+            watcher::watcher(
+                api::<PartialObjectMeta<Secret>>(&client, &scope),
+                watcher::Config::default()
+                    .labels(&format!("{CREDENTIALS_LABEL}=true"))
+                    .page_size(LIST_PAGE_SIZE),
+            )
+            .modify(|s| {
+                s.types = None;
+                slim_meta(&mut s.metadata, None);
+            })
+            .reflect(secret_writer),
+        )
+        .touched_objects();
     controller = controller.watches_stream(secret_events, move |secret| {
         let (ns, name) = (secret.namespace(), secret.name_any());
         select(&by_secret, |vc| {
@@ -168,14 +177,21 @@ pub fn run_scope(
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
         None => watcher::Config::default(),
     };
-    let namespace_events = watcher::watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        ns_config,
-    )
-    .modify(|n| slim_meta(&mut n.metadata, Some(TIER_LABEL)))
-    .reflect(namespace_writer)
-    .touched_objects()
-    .predicate_filter(tier_label, Default::default());
+    let namespace_events = filled
+        .namespaces
+        .track(
+            watcher::watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                ns_config,
+            )
+            .modify(|n| {
+                n.types = None;
+                slim_meta(&mut n.metadata, Some(TIER_LABEL));
+            })
+            .reflect(namespace_writer),
+        )
+        .touched_objects()
+        .predicate_filter(tier_label, Default::default());
     controller = controller.watches_stream(namespace_events, move |namespace| {
         let ns = Some(namespace.name_any());
         select(&by_namespace, |vc| vc.namespace() == ns)
@@ -197,6 +213,7 @@ pub fn run_scope(
                 store: store.clone(),
                 secrets,
                 namespaces,
+                filled,
             },
             trigger,
         )

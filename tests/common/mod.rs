@@ -287,18 +287,24 @@ impl Operator {
             .unwrap_or_default()
     }
 
-    /// The value of counter `vault_connection_operator_ssm_calls_total` for an operation, summed
-    /// over outcomes.
-    pub async fn ssm_calls(&self, operation: &str) -> u64 {
-        let needle = format!("operation=\"{operation}\"");
+    /// The sum of the operator's metric `family` (full name, e.g. `…_ssm_calls_total`) over the
+    /// series whose labels contain `label` (e.g. `operation="GetParameter"`; "" for all).
+    pub async fn metric(&self, family: &str, label: &str) -> f64 {
+        let start = format!("{family}{{");
         self.metrics_text()
             .await
             .lines()
-            .filter(|l| {
-                l.starts_with("vault_connection_operator_ssm_calls_total{") && l.contains(&needle)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .filter(|l| l.starts_with(&start) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The value of counter `vault_connection_operator_ssm_calls_total` for an operation, summed
+    /// over outcomes.
+    pub async fn ssm_calls(&self, operation: &str) -> u64 {
+        let label = format!("operation=\"{operation}\"");
+        self.metric("vault_connection_operator_ssm_calls_total", &label)
+            .await as u64
     }
 
     /// Stops the process (SIGKILL) and waits for it.
@@ -401,4 +407,25 @@ impl Drop for PrivateEnv {
             .env("VCO_TESTENV_DIR", &self.dir)
             .output();
     }
+}
+
+/// YAML for `n` 1Password connections `c0`… with their labelled Secrets (token `ops_{tag}{i}`).
+pub fn one_password_connections(n: usize, tag: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"apiVersion: v1
+kind: Secret
+metadata: {{name: c{i}, labels: {{vaultconnections.io/credentials: "true"}}}}
+stringData: {{access_token: "ops_{tag}{i}"}}
+---
+apiVersion: vaultconnections.io/v1alpha1
+kind: VaultConnection
+metadata: {{name: c{i}}}
+spec: {{vaultType: onepassword, credentialsSecretRef: {{name: c{i}}}}}
+---
+"#
+            )
+        })
+        .collect()
 }
