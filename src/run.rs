@@ -236,8 +236,9 @@ fn count_connections(
 }
 
 /// Resolves once the API answers a list of VaultConnections in `scope` (CRD installed, RBAC in
-/// place) and the cache holds objects when there are any. (The store's own
-/// `wait_until_ready()` never resolved for the controller's store in our tests.)
+/// place) and the cache holds objects when there are any. (Not the store's own
+/// `wait_until_ready()`: it wakes only the task that polled it last, and the controller waits
+/// on it too; see `reconcile/synced.rs`.)
 async fn until_synced(client: Client, scope: Option<String>, store: Store<VaultConnection>) {
     let probe: kube::Api<VaultConnection> = match &scope {
         Some(ns) => kube::Api::namespaced(client, ns),
