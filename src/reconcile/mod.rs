@@ -1,5 +1,6 @@
-//! The reconciler, as a pipeline: **read** the spec, the Secret and the tier ([`read`]) →
-//! **desire** the document, tier, key and tags ([`desired`], pure) → **plan** the SSM steps
+//! The reconciler, as a pipeline: **read** the spec and the Secret ([`read`]) → **desire** the
+//! document, tier, key and tags ([`desired`], pure) → **admit** a new connection under its
+//! namespace's tier ([`tier`]) → **plan** the SSM steps
 //! ([`plan`], pure) and **write** them ([`write`]) → **report** status, events, metrics and the
 //! next check ([`report`]). A connection whose status already records a sync of the same inputs
 //! stops after reading (no Secret data, no SSM); out-of-band changes in SSM are found by the
@@ -35,6 +36,7 @@ use crate::api::{DeletionPolicy, FINALIZER, VaultConnection};
 use crate::backoff;
 use crate::document::parameter_name;
 use crate::status::{Change, Outcome};
+use crate::verify::step::Checked;
 use plan::{Removal, identity_tags};
 use read::Read;
 
@@ -79,37 +81,49 @@ pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) 
     ))
 }
 
-/// The pipeline. `Err` only for Kubernetes API errors; everything else is an [`Outcome`].
+/// One reconcile of a live connection: the pipeline, then the report.
 async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let start = Instant::now();
-    let mut checked = None;
-    let outcome = match read::inputs(vc, ctx).await? {
-        Err(failure) => Outcome::NotReady(failure),
-        Ok(Read::Unchanged(parameter)) => Outcome::Ready {
-            parameter,
-            change: Change::None,
-        },
-        Ok(Read::Changed(mut inputs)) => {
-            // The turn of tier admission (if any) is held until the write is done.
-            let _admission = inputs.admission.take();
-            let secret_version = inputs.secret_version.clone();
-            match desired::desired(vc, *inputs, &ctx.settings) {
-                Err(failure) => Outcome::NotReady(failure),
-                Ok(want) => {
-                    let (answer, stop) =
-                        verify::check(ctx, vc, &want, secret_version.as_deref()).await;
-                    checked = answer;
-                    match stop {
-                        Some(failure) => Outcome::NotReady(failure),
-                        None => write::sync(ctx, &want, secret_version).await,
-                    }
-                }
-            }
-        }
-    };
+    let (outcome, checked) = pipeline(vc, ctx).await?;
     report::status(vc, &outcome, checked.as_ref(), ctx).await?;
     report::record(vc, &outcome, ctx, start);
     Ok(report::requeue(vc, &outcome, checked.as_ref(), ctx))
+}
+
+/// read → desire → admit (tier) → verify → write. `Err` only for Kubernetes API errors;
+/// everything else is an [`Outcome`], with the verification answer when one was asked for.
+async fn pipeline(
+    vc: &VaultConnection,
+    ctx: &Context,
+) -> Result<(Outcome, Option<Checked>), Error> {
+    let stop = |failure| Ok((Outcome::NotReady(failure), None));
+    let inputs = match read::inputs(vc, ctx).await? {
+        Err(failure) => return stop(failure),
+        Ok(Read::Unchanged(parameter)) => {
+            let change = Change::None;
+            return Ok((Outcome::Ready { parameter, change }, None));
+        }
+        Ok(Read::Changed(inputs)) => *inputs,
+    };
+    let secret_version = inputs.secret_version.clone();
+    let want = match desired::desired(vc, inputs, &ctx.settings) {
+        Err(failure) => return stop(failure),
+        Ok(want) => want,
+    };
+    // A new connection's turn of tier admission is held until its write is done.
+    let mut place = match tier::place(vc, &want.name, ctx).await {
+        Err(failure) => return stop(failure),
+        Ok(place) => place,
+    };
+    let (checked, refused) = verify::check(ctx, vc, &want, secret_version.as_deref()).await;
+    if let Some(failure) = refused {
+        return Ok((Outcome::NotReady(failure), checked));
+    }
+    let outcome = write::sync(ctx, &want, secret_version).await;
+    if matches!(outcome, Outcome::Ready { .. }) {
+        place.taken(&want.name);
+    }
+    Ok((outcome, checked))
 }
 
 /// Removes the parameter (policy `Delete`, and only if it is ours) before the finalizer goes.

@@ -1,5 +1,5 @@
-//! Step 1, read: the spec (checked by the pure core), the credentials Secret and the namespace's
-//! tier. The Secret's metadata and the tier come from the watch caches, so a connection whose
+//! Step 1, read: the spec (checked by the pure core) and the credentials Secret. The Secret's
+//! metadata comes from the watch cache, so a connection whose
 //! status already records a sync of this spec and this Secret version costs no read at all; the
 //! Secret's data is read (only when it opts in with the label) when it changed, or when the drift
 //! sweep asks for a full check. Everything a person must fix is a [`Failure`]; only Kubernetes API
@@ -13,13 +13,11 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::desired::{kms_key_for, unchanged};
 use super::error::Error;
-use super::tier::{Place, Recent, place};
 use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
 use crate::reason::Reason;
 use crate::status::Failure;
 use crate::validation::{SecretData, ValidSpec, check_kms_key, summarize, validate_spec};
-use tokio::sync::OwnedMutexGuard;
 
 /// What the later steps need, read and checked.
 pub struct Inputs {
@@ -31,8 +29,6 @@ pub struct Inputs {
     pub secret: SecretData,
     /// The Secret's resourceVersion.
     pub secret_version: Option<String>,
-    /// The turn of tier admission, held until the write is done (a connection new to its tier).
-    pub admission: Option<OwnedMutexGuard<Recent>>,
 }
 
 /// What reading found.
@@ -45,7 +41,7 @@ pub enum Read {
     Changed(Box<Inputs>),
 }
 
-/// Reads and checks, in the order a person fixes things: spec, Secret, tier.
+/// Reads and checks, in the order a person fixes things: spec, then Secret.
 pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, Failure>, Error> {
     let name = vc.name_any();
     let ns = vc.namespace().ok_or(Error::NoNamespace)?;
@@ -72,11 +68,6 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
             missing_or_unlabelled(ctx, &ns, &spec.secret_name).await?
         ));
     };
-    let admission = match place(vc, &ns, &parameter, ctx).await {
-        Ok(Place::Kept) => None,
-        Ok(Place::Admitted(turn)) => Some(turn),
-        Err(failure) => return Ok(Err(failure)),
-    };
     let suspect = ctx.take_suspect(&vc.uid().unwrap_or_default());
     let key = kms_key_for(&spec, &ctx.settings);
     if !suspect
@@ -99,7 +90,6 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         parameter,
         secret,
         secret_version,
-        admission,
     }))))
 }
 

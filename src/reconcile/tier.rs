@@ -49,17 +49,24 @@ impl Admissions {
 pub enum Place {
     /// It holds its parameter, or no limit applies.
     Kept,
-    /// It was just admitted: the turn of admission is held until the write is done.
+    /// It may write: the turn of admission is held until the write is done.
     Admitted(OwnedMutexGuard<Recent>),
 }
 
+impl Place {
+    /// Its write of `parameter` succeeded: the parameter counts as held from now on, even
+    /// before SSM's listing shows it.
+    pub fn taken(&mut self, parameter: &str) {
+        if let Place::Admitted(turn) = self {
+            turn.0.push((parameter.to_owned(), Instant::now()));
+        }
+    }
+}
+
 /// The tier's answer for `vc`, whose parameter is `parameter`.
-pub async fn place(
-    vc: &VaultConnection,
-    ns: &str,
-    parameter: &str,
-    ctx: &Context,
-) -> Result<Place, Failure> {
+pub async fn place(vc: &VaultConnection, parameter: &str, ctx: &Context) -> Result<Place, Failure> {
+    let ns = vc.namespace().unwrap_or_default();
+    let ns = ns.as_str();
     let holds_it = vc
         .status
         .as_ref()
@@ -86,7 +93,6 @@ pub async fn place(
     held.extend(turn.0.iter().map(|(name, _)| name.clone()));
     held.extend(served_in(ctx, ns));
     if admits(&held, parameter, limit) {
-        turn.0.push((parameter.to_owned(), Instant::now()));
         return Ok(Place::Admitted(turn));
     }
     let unknown = if applied.unknown_label {
