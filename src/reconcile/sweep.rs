@@ -120,17 +120,17 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
         };
         for d in batch {
             // Compare with the freshest status: a rotation may have landed since the listing.
-            let recorded = ctx
-                .store
-                .get(&d.connection)
-                .and_then(|vc| due(&vc))
+            let cached = ctx.store.get(&d.connection);
+            let recorded = cached
+                .as_deref()
+                .and_then(due)
                 .filter(|now| now.parameter == d.parameter)
                 .map_or(d.version, |now| now.version);
             let found = compare(recorded, versions.get(&d.parameter).copied());
             ctx.metrics.drift_checked(found.as_str());
             *counts.entry(found.as_str()).or_default() += 1;
             if found != Found::Unchanged
-                && let Some(vc) = ctx.store.get(&d.connection)
+                && let Some(vc) = cached
             {
                 ctx.suspect(&vc.uid().unwrap_or_default());
                 tracing::info!(
