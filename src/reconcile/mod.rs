@@ -57,11 +57,29 @@ pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Ac
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     });
+    if let Err(Error::Finalizer(e)) = &result
+        && stale_cache(e)
+    {
+        return Ok(Action::await_change());
+    }
     if let Err(e) = &result {
         ctx.metrics
             .reconciled(e.metric_label(), true, start.elapsed());
     }
     result
+}
+
+/// Whether the finalizer patch was refused because the cached object is older than the one
+/// stored: the patch tests the cached finalizer list, so when a reconcile runs before the watch
+/// has delivered our own previous write, the API server answers 422 (test failed) or 409. That
+/// is not a failure: the newer object is on its way, and its event reconciles again.
+fn stale_cache(e: &kube::runtime::finalizer::Error<Error>) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    matches!(
+        e,
+        F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
+            if s.code == 409 || s.code == 422
+    )
 }
 
 /// Retries a failed reconcile with jittered exponential backoff.
