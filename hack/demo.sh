@@ -13,36 +13,31 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export VCO_TESTENV_DIR="$ROOT/target/demo"
-STATE=$VCO_TESTENV_DIR
 RELEASE=vault-connection-operator
 RELEASE_NS=vault-connection-operator
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-stop_operator() {
-  if [ -f "$STATE/operator.pid" ]; then
-    local pid; pid=$(cat "$STATE/operator.pid")
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "vault-connection-operator run"; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$STATE/operator.pid"
-  fi
-}
+# The test environment's process records (start, stop, is_ours) also keep the --host operator.
+# shellcheck source=hack/testenv/lib.sh
+source "$ROOT/hack/testenv/lib.sh"
 
 KEEP=false HOST=false
 for arg in "$@"; do
   case "$arg" in
-    --down) stop_operator; hack/testenv.sh down; exit 0 ;;
+    --down) stop operator; hack/testenv.sh down; exit 0 ;;
     --keep) KEEP=true ;;
     --host) HOST=true ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
   esac
 done
 
-say "Setting up (the first run on a machine builds the cluster and the image: several minutes)"
+say "Setting up (the first run on a machine installs packages and builds the cluster and the image: ~25 minutes)"
+# The same set-up step as hack/test.sh: Debian packages, Rust components, the cluster's binaries.
 hack/testenv.sh install
-if [ "$KEEP" = false ]; then trap 'stop_operator; hack/testenv.sh down >/dev/null 2>&1 || true' EXIT; fi
-stop_operator
+# Also after a failure, so the next run starts clean (`up` itself stops what an earlier run left).
+if [ "$KEEP" = false ]; then trap 'stop operator; hack/testenv.sh down >/dev/null 2>&1 || true' EXIT
+else trap 'rc=$?; if [ $rc -ne 0 ]; then stop operator; hack/testenv.sh down >/dev/null 2>&1 || true; fi' EXIT; fi
+mkdir -p "$STATE/logs"
+stop operator
 if [ "$HOST" = true ]; then hack/testenv.sh up; else hack/testenv.sh up --node; fi
 # shellcheck disable=SC1091
 source "$STATE/env"
@@ -54,10 +49,9 @@ if [ "$HOST" = true ]; then
 
   say "Starting the operator as a host process"
   cargo build --quiet --bin vault-connection-operator
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  VCO_METRICS_ADDR="127.0.0.1:$port" VCO_LOG_FORMAT=text VCO_CLUSTER_NAME=demo \
-    setsid "$ROOT/target/debug/vault-connection-operator" run </dev/null >"$STATE/logs/operator.log" 2>&1 &
-  echo $! >"$STATE/operator.pid"
+  port=$(free_ports 1)
+  start operator /usr/bin/env VCO_METRICS_ADDR="127.0.0.1:$port" VCO_LOG_FORMAT=text VCO_CLUSTER_NAME=demo \
+    "$ROOT/target/debug/vault-connection-operator" run
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fsS "http://127.0.0.1:$port/readyz"
 else

@@ -61,7 +61,10 @@ fi
 STARTED_DOCKERD=false
 if ! "$DOCKER" info >/dev/null 2>&1; then
   export DOCKER_HOST=unix://$DOCKER_RUN/docker.sock
-  if ! "$DOCKER" info >/dev/null 2>&1; then
+  # One that an interrupted run of this script left is ours to stop at the end as well.
+  if [ -f "$DOCKER_RUN/started-by-image-sh.pid" ] && "$DOCKER" info >/dev/null 2>&1; then
+    STARTED_DOCKERD=true
+  elif ! "$DOCKER" info >/dev/null 2>&1; then
     mkdir -p "$DOCKER_RUN" "$CACHE/docker"
     log "starting dockerd (socket $DOCKER_HOST, data $CACHE/docker)"
     setsid dockerd --host "$DOCKER_HOST" --data-root "$CACHE/docker" --exec-root "$DOCKER_RUN/exec" \

@@ -8,23 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# Debian packages the tests use: openssl and curl (testenv), the node's container runtime, CNI
-# plugins and iptables (testenv up --node), musl-tools and docker.io (hack/image.sh: the static
-# binary and the image).
-APT_PACKAGES=(openssl curl containerd runc containernetworking-plugins iptables musl-tools docker.io)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-for c in rustfmt clippy; do
-  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
-done
-
+# One set-up step, the same as hack/demo.sh's: Debian packages, Rust components, test binaries.
 hack/testenv.sh install
 
 # A private instance, so a developer's own `hack/testenv.sh up` is neither reused nor stopped.
