@@ -31,33 +31,20 @@ struct Node {
     image: String,
 }
 
-const HOW: &str = "needs the test node and the image: run `hack/testenv.sh up --node`, \
-                   `source target/testenv/env` and `hack/image.sh --load` (or `hack/test.sh`)";
+const HOW: &str = "needs the test node and the image: run `hack/testenv.sh up --node` and \
+                   `hack/image.sh --load` (or `hack/test.sh`)";
 
 impl Node {
     fn get() -> Node {
-        let containerd = std::env::var("VCO_TESTENV_CONTAINERD")
-            .ok()
-            .or_else(|| {
-                let dir = std::env::var("VCO_TESTENV_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|_| repo().join("target/testenv"));
-                let text = std::fs::read_to_string(dir.join("env")).ok()?;
-                text.lines().find_map(|l| {
-                    l.strip_prefix("export VCO_TESTENV_CONTAINERD='")?
-                        .strip_suffix('\'')
-                        .map(str::to_owned)
-                })
-            })
-            .unwrap_or_else(|| panic!("no test node: {HOW}"));
+        let containerd = TestEnv::get()
+            .node
+            .unwrap_or_else(|| panic!("no test node: {HOW}"))
+            .containerd;
         let image = std::fs::read_to_string(repo().join("target/image/ref"))
             .unwrap_or_else(|e| panic!("no image ({e}): {HOW}"))
             .trim()
             .to_owned();
-        let node = Node {
-            containerd: PathBuf::from(containerd),
-            image,
-        };
+        let node = Node { containerd, image };
         let listed = node.ctr(&["images", "ls", "-q"]);
         assert!(
             listed.lines().any(|l| l == node.image),

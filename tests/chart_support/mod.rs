@@ -84,7 +84,7 @@ pub fn run(env: &TestEnv, program: &str, args: &[&str], stdin: Option<&str>) -> 
     }
 }
 
-const HINT: &str = "run `hack/testenv.sh up` and `source target/testenv/env`";
+const HINT: &str = "run `hack/testenv.sh up`";
 
 pub fn helm(env: &TestEnv, args: &[&str]) -> Output {
     run(env, "helm", args, None)

@@ -10,8 +10,8 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-/// Where the test environment is: read from the environment variables that
-/// `target/testenv/env` exports, or from that file when they are not set.
+/// Where the test environment is, as `hack/testenv.sh up` describes it in `env.json` in its state
+/// directory (`VCO_TESTENV_DIR`, default `target/testenv`).
 #[derive(Clone, Debug)]
 pub struct TestEnv {
     /// Path of the admin kubeconfig.
@@ -20,51 +20,64 @@ pub struct TestEnv {
     pub ssm_endpoint: String,
     /// PATH with the environment's kubectl and helm first.
     pub path: String,
+    /// The node, when the environment has one (`up --node`).
+    pub node: Option<EnvNode>,
 }
 
-const HOW: &str = "the test environment is not available: run `hack/testenv.sh up` and \
-                   `source target/testenv/env` (or run everything with `hack/test.sh`)";
+/// The node of the test environment.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct EnvNode {
+    /// The node's name.
+    pub name: String,
+    /// Its containerd socket (namespace k8s.io holds the kubelet's images).
+    pub containerd: PathBuf,
+    /// The host's address on the node's bridge (the API server and moto listen there).
+    pub host_ip: String,
+}
+
+/// `env.json`: the typed interface of the test environment (format 1).
+#[derive(serde::Deserialize)]
+struct EnvFile {
+    format: u32,
+    kubeconfig: PathBuf,
+    ssm_endpoint: String,
+    bin: Vec<String>,
+    node: Option<EnvNode>,
+}
+
+const HOW: &str = "the test environment is not available: run `hack/testenv.sh up` (or run \
+                   everything with `hack/test.sh`)";
 
 impl TestEnv {
     /// Finds the environment, or fails the test saying how to start it.
     pub fn get() -> TestEnv {
-        let from_env = (
-            std::env::var("KUBECONFIG"),
-            std::env::var("AWS_ENDPOINT_URL_SSM"),
-        );
-        let (kubeconfig, ssm_endpoint, bin) = match from_env {
-            (Ok(k), Ok(s)) => (k, s, std::env::var("VCO_TESTENV_BIN").unwrap_or_default()),
-            _ => Self::from_file().unwrap_or_else(|| panic!("{HOW}")),
-        };
-        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-        TestEnv {
-            kubeconfig: PathBuf::from(kubeconfig),
-            ssm_endpoint,
-            path,
-        }
-    }
-
-    fn from_file() -> Option<(String, String, String)> {
         let dir = std::env::var("VCO_TESTENV_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv"));
-        Self::read_env_file(&dir)
+        Self::read(&dir).unwrap_or_else(|e| panic!("{HOW}: {e}"))
     }
 
-    fn read_env_file(dir: &std::path::Path) -> Option<(String, String, String)> {
-        let text = std::fs::read_to_string(dir.join("env")).ok()?;
-        let var = |name: &str| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(&format!("export {name}='"))
-                    .and_then(|v| v.strip_suffix('\''))
-                    .map(str::to_owned)
-            })
-        };
-        Some((
-            var("KUBECONFIG")?,
-            var("AWS_ENDPOINT_URL_SSM")?,
-            var("VCO_TESTENV_BIN")?,
-        ))
+    /// The environment described in `dir/env.json`.
+    fn read(dir: &std::path::Path) -> Result<TestEnv, String> {
+        let file = dir.join("env.json");
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("cannot read {file:?}: {e}"))?;
+        let env: EnvFile =
+            serde_json::from_str(&text).map_err(|e| format!("{file:?} is not valid: {e}"))?;
+        if env.format != 1 {
+            return Err(format!("{file:?} has format {}, not 1", env.format));
+        }
+        let path = format!(
+            "{}:{}",
+            env.bin.join(":"),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Ok(TestEnv {
+            kubeconfig: env.kubeconfig,
+            ssm_endpoint: env.ssm_endpoint,
+            path,
+            node: env.node,
+        })
     }
 
     /// A kube client with the admin (system:masters) identity.
@@ -378,15 +391,8 @@ impl PrivateEnv {
             .arg("up")
             .env("VCO_TESTENV_DIR", &dir));
         assert!(ok, "hack/testenv.sh up failed: {err}");
-        let (kubeconfig, ssm_endpoint, bin) =
-            TestEnv::read_env_file(&dir).expect("private env file");
-        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
         PrivateEnv {
-            env: TestEnv {
-                kubeconfig: PathBuf::from(kubeconfig),
-                ssm_endpoint,
-                path,
-            },
+            env: TestEnv::read(&dir).expect("private env file"),
             dir,
         }
     }
