@@ -320,7 +320,8 @@ pub enum VerificationResult {
     Rejected,
 }
 
-/// The SSM parameter as last written or verified by the operator.
+/// The SSM parameter as last written or verified by the operator. A record for people and a
+/// cache for the operator at rest; the operator never takes it as proof of ownership.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterStatus {
@@ -328,6 +329,11 @@ pub struct ParameterStatus {
     pub name: String,
     /// Parameter version in SSM.
     pub version: i64,
+    /// When SSM last modified the parameter (its LastModifiedDate), as SSM reported it right
+    /// after the operator's own write. A version number repeats after a delete; with this time
+    /// the drift check tells the operator's write from any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
     /// Parameter tier: Standard or Advanced.
     pub tier: String,
     /// KMS key the value was encrypted with, as requested.
@@ -341,6 +347,11 @@ pub struct ParameterStatus {
     /// Layout version of the document the value holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<i32>,
+    /// Fingerprint of the validation rules and operator settings the credentials were checked
+    /// against (configuration only, never a value). Under another policy the operator checks
+    /// the stored credentials again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// The CustomResourceDefinition as YAML, exactly as committed in `crds/vaultconnections.yaml`.

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
+use crate::ownership::Legacy;
 use crate::reconcile::AWS_MANAGED_KEY;
-use crate::reconcile::plan::Legacy;
 use crate::tiers::TierLimits;
 use crate::validation::Policy;
 
@@ -59,8 +59,10 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_CLUSTER_ID")]
     pub cluster_id: Option<String>,
 
-    /// Also take over parameters written before parameters carried a cluster id (all other
-    /// ownership tags must match). Turn on once, on one cluster, to migrate; then turn off.
+    /// Also take over parameters written before parameters carried a cluster id and a namespace
+    /// uid (all other ownership tags must match). Turn on once, on the one cluster that owns
+    /// them, before any namespace name is reused; then turn off. (A parameter without a namespace
+    /// uid whose connection-uid tag names the very connection is taken over without it.)
     #[arg(long, env = "VCO_ADOPT_LEGACY_PARAMETERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub adopt_legacy_parameters: bool,
 

@@ -13,6 +13,7 @@ pub mod document;
 pub mod lease;
 pub mod manifests;
 pub mod metrics;
+pub mod ownership;
 pub mod reason;
 pub mod reconcile;
 pub mod run;

@@ -89,12 +89,32 @@ fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
     }
 }
 
-/// A parameter's current value and version.
-pub struct Current {
-    /// Decrypted value (a secret).
-    pub value: SecretString,
+/// What any write to a parameter changes, read without decryption: its version and the time of
+/// its last modification. A version alone repeats (it restarts at 1 when a parameter is deleted
+/// and created again); the pair does not, so it is the evidence that SSM still holds a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
     /// Version number.
     pub version: i64,
+    /// `LastModifiedDate` as RFC 3339 with every digit SSM gave (`None` if SSM gave none).
+    pub modified: Option<String>,
+}
+
+impl Meta {
+    fn of(p: &aws_sdk_ssm::types::Parameter) -> Meta {
+        Meta {
+            version: p.version,
+            modified: p.last_modified_date.as_ref().and_then(rfc3339),
+        }
+    }
+}
+
+/// An SDK timestamp as RFC 3339 with all its sub-second digits (the same value gives the same
+/// text, so recorded and observed times compare exactly).
+fn rfc3339(t: &aws_sdk_ssm::primitives::DateTime) -> Option<String> {
+    jiff::Timestamp::new(t.secs(), i32::try_from(t.subsec_nanos()).ok()?)
+        .ok()
+        .map(|ts| ts.to_string())
 }
 
 /// A parameter's tier and KMS key, as SSM describes them.
@@ -186,8 +206,9 @@ impl Ssm {
         tracing::debug!(op, outcome, "ssm call");
     }
 
-    /// Reads a parameter, decrypted; `None` when it does not exist.
-    pub async fn get(&self, name: &str) -> Result<Option<Current>, SsmError> {
+    /// Reads a parameter's value, decrypted; `None` when it does not exist. The only decrypting
+    /// call: the writer makes it only for a parameter its tags prove ours, on the desired key.
+    pub async fn decrypt(&self, name: &str) -> Result<Option<SecretString>, SsmError> {
         self.reads.until_ready().await;
         let result = self
             .client
@@ -198,24 +219,18 @@ impl Ssm {
             .await;
         self.record("GetParameter", &result);
         match result {
-            Ok(out) => {
-                let p = out
-                    .parameter
-                    .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
-                Ok(Some(Current {
-                    value: SecretString::from(p.value.unwrap_or_default()),
-                    version: p.version,
-                }))
-            }
+            Ok(out) => Ok(Some(SecretString::from(
+                out.parameter.and_then(|p| p.value).unwrap_or_default(),
+            ))),
             Err(e) if error_code(&e) == Some("ParameterNotFound") => Ok(None),
             Err(e) => Err(classify("GetParameter", &e)),
         }
     }
 
-    /// The versions of up to [`VERSIONS_PER_CALL`] parameters in one `GetParameters` call,
-    /// without decryption (no KMS call, and the encrypted values are dropped unread). A name
-    /// missing from the answer does not exist.
-    pub async fn versions(&self, names: &[String]) -> Result<BTreeMap<String, i64>, SsmError> {
+    /// What SSM holds for up to [`VERSIONS_PER_CALL`] parameters — version and last-modified
+    /// time — in one `GetParameters` call, without decryption (no KMS call, and the encrypted
+    /// values are dropped unread). A name missing from the answer does not exist.
+    pub async fn metadata(&self, names: &[String]) -> Result<BTreeMap<String, Meta>, SsmError> {
         self.reads.until_ready().await;
         let result = self
             .client
@@ -230,21 +245,36 @@ impl Ssm {
             .parameters
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|p| Some((p.name?, p.version)))
+            .filter_map(|p| Some((p.name.clone()?, Meta::of(&p))))
             .collect())
     }
 
-    /// The names of the parameters directly under `path` (one level, e.g. a namespace's), 50 per
-    /// `DescribeParameters` page. No values are read.
-    pub async fn names_under(&self, path: &str) -> Result<BTreeSet<String>, SsmError> {
+    /// What SSM holds for one parameter, without decryption; `None` when it does not exist.
+    pub async fn look(&self, name: &str) -> Result<Option<Meta>, SsmError> {
+        Ok(self.metadata(&[name.to_owned()]).await?.remove(name))
+    }
+
+    /// The names of the parameters directly under `path` (one level, e.g. a namespace's) that
+    /// carry the tag `tag` (key, value), 50 per `DescribeParameters` page. No values are read.
+    pub async fn names_under(
+        &self,
+        path: &str,
+        tag: (&str, &str),
+    ) -> Result<BTreeSet<String>, SsmError> {
         let construction = || SsmError::Other {
             op: "DescribeParameters",
             code: "RequestConstruction".into(),
         };
-        let filter = ParameterStringFilter::builder()
+        let under = ParameterStringFilter::builder()
             .key("Path")
             .option("OneLevel")
             .values(path)
+            .build()
+            .map_err(|_| construction())?;
+        let tagged = ParameterStringFilter::builder()
+            .key(format!("tag:{}", tag.0))
+            .option("Equals")
+            .values(tag.1)
             .build()
             .map_err(|_| construction())?;
         let mut names = BTreeSet::new();
@@ -254,7 +284,8 @@ impl Ssm {
             let result = self
                 .client
                 .describe_parameters()
-                .parameter_filters(filter.clone())
+                .parameter_filters(under.clone())
+                .parameter_filters(tagged.clone())
                 .max_results(50)
                 .set_next_token(token.take())
                 .send()

@@ -109,6 +109,38 @@ impl Policy {
     }
 }
 
+/// Version of the validation rules. Raise it in any release that makes a rule stricter: every
+/// stored connection is then checked once more (one Secret read each) against the new rules.
+pub const RULES_VERSION: u32 = 1;
+
+impl Policy {
+    /// A fingerprint of the rules and the settings they were applied with: `RULES_VERSION`,
+    /// then a short hash of the settings (the Doppler personal-token flag and the KMS
+    /// allow-list). Status records it with every sync; a connection recorded under another
+    /// fingerprint is checked again. Configuration only: never a credential or a hash of one.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!(
+            "doppler-personal-tokens={}\n",
+            self.allow_doppler_personal_tokens
+        ));
+        match &self.allowed_kms_keys {
+            None => h.update("kms-keys=*\n"),
+            Some(keys) => {
+                for key in keys {
+                    h.update(format!("kms-key={key}\n"));
+                }
+            }
+        }
+        let hex: String = h.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{RULES_VERSION}-{hex}")
+    }
+}
+
 /// Checks the KMS key a spec names against the policy's allow-list. A spec that names none gets
 /// the operator's default key, which is always allowed. Namespace admins write specs; which keys
 /// encrypt the account's parameters is the cluster admin's call.

@@ -3,21 +3,18 @@
 //! operator killed in the middle of a batch of writes. Each prints what it measured.
 
 mod common;
+mod ssm_proxy;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use vault_connection_operator::api::VaultConnection;
 use vault_connection_operator::status::ready_reason;
+
+use ssm_proxy::{Fault, SsmProxy};
 
 use common::{
     Operator, OperatorOptions, PrivateEnv, TestEnv, eventually, install_crd, namespace,
@@ -180,162 +177,6 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
     );
 }
 
-/// A fault to answer instead of forwarding.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    Throttling,
-    TooManyUpdates,
-    ServerError,
-}
-
-/// An HTTP proxy in front of the SSM emulator that answers a planned number of calls of an
-/// operation with a fault and counts every call (with its time).
-#[derive(Clone)]
-struct FaultProxy {
-    calls: Arc<Mutex<Vec<(String, Instant)>>>,
-    plan: Arc<Mutex<Vec<(String, Fault, usize)>>>,
-}
-
-impl FaultProxy {
-    async fn start(upstream: String) -> (FaultProxy, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let proxy = FaultProxy {
-            calls: Arc::default(),
-            plan: Arc::default(),
-        };
-        let p = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (p, upstream) = (p.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (p, upstream) = (p.clone(), upstream.clone());
-                        async move { Ok::<_, Infallible>(p.handle(req, &upstream).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (proxy, format!("http://{addr}"))
-    }
-
-    /// Answers the next `times` calls of `op` with `fault`.
-    fn inject(&self, op: &str, fault: Fault, times: usize) {
-        self.plan
-            .lock()
-            .unwrap()
-            .push((op.to_owned(), fault, times));
-    }
-
-    fn count(&self, op: &str) -> usize {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(o, _)| o == op)
-            .count()
-    }
-
-    /// The most calls of `op` within any one-second window.
-    fn peak_per_second(&self, op: &str) -> usize {
-        let times: Vec<Instant> = self
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(o, _)| o == op)
-            .map(|(_, t)| *t)
-            .collect();
-        times
-            .iter()
-            .map(|start| {
-                times
-                    .iter()
-                    .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    async fn handle(&self, req: Request<Incoming>, upstream: &str) -> Response<Full<Bytes>> {
-        let op = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        self.calls
-            .lock()
-            .unwrap()
-            .push((op.clone(), Instant::now()));
-        let fault = {
-            let mut plan = self.plan.lock().unwrap();
-            plan.iter_mut()
-                .find(|(o, _, n)| *o == op && *n > 0)
-                .map(|(_, f, n)| {
-                    *n -= 1;
-                    *f
-                })
-        };
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        if let Some(fault) = fault {
-            let (status, kind) = match fault {
-                Fault::Throttling => (StatusCode::BAD_REQUEST, "ThrottlingException"),
-                Fault::TooManyUpdates => (StatusCode::BAD_REQUEST, "TooManyUpdates"),
-                Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
-            };
-            let mut response = Response::new(Full::new(Bytes::from(format!(
-                r#"{{"__type":"{kind}","message":"injected by the test"}}"#
-            ))));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                "content-type",
-                "application/x-amz-json-1.1".parse().unwrap(),
-            );
-            return response;
-        }
-        forward(upstream, parts, body).await
-    }
-}
-
-async fn forward(
-    upstream: &str,
-    parts: hyper::http::request::Parts,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
-    let host = upstream.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&host)
-        .await
-        .expect("emulator reachable");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::from_parts(parts, Full::new(body));
-    req.headers_mut().insert("host", host.parse().unwrap());
-    let response = sender.send_request(req).await.expect("emulator answers");
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    Response::from_parts(parts, Full::new(body))
-}
-
 #[tokio::test]
 async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot_loop() {
     let env = TestEnv::get();
@@ -343,11 +184,11 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
     install_crd(&client).await;
     let ns = namespace(&client, "throttle").await;
     let prefix = format!("/{}", unique("throttle"));
-    let (proxy, endpoint) = FaultProxy::start(env.ssm_endpoint.clone()).await;
+    let (proxy, endpoint) = SsmProxy::start(env.ssm_endpoint.clone()).await;
     // Three connections; every PutParameter attempt of the SDK's first round is throttled (the
     // SDK itself tries 3 times), then TooManyUpdates (retried by the operator), and the first
-    // reads fail with 500.
-    proxy.inject("GetParameter", Fault::ServerError, 3);
+    // reads (the look at a parameter, or the read-back after a write) fail with 500.
+    proxy.inject("GetParameters", Fault::ServerError, 3);
     proxy.inject("PutParameter", Fault::Throttling, 9);
     proxy.inject("PutParameter", Fault::TooManyUpdates, 4);
     let opts = OperatorOptions {
@@ -361,16 +202,17 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
     let took = started.elapsed();
 
     let puts = proxy.count("PutParameter");
-    let gets = proxy.count("GetParameter");
+    let gets = proxy.count("GetParameters");
     println!(
         "throttling: converged in {took:?}; PutParameter {puts} calls (13 faults injected, 3 needed), \
-         GetParameter {gets} (3 faults), peak {} PutParameter/s",
+         GetParameters {gets} (3 faults), peak {} PutParameter/s",
         proxy.peak_per_second("PutParameter")
     );
     assert!(
         puts >= 13 + n,
         "every injected fault was met and then the writes succeeded"
     );
+    assert!(gets >= 3 + n, "every injected read fault was met: {gets}");
     assert!(
         puts <= 13 + n + 6,
         "no write storm: {puts} PutParameter calls"

@@ -11,17 +11,16 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::evidence::Evidence;
 use super::synced::Synced;
 use super::tier::Admissions;
 use crate::api::VaultConnection;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::ssm::Ssm;
+pub use crate::ownership::MANAGED_BY;
+use crate::ssm::{Meta, Ssm};
 use crate::verify::step::Verification;
 
-/// Value of the `managed-by` tag on every parameter the operator owns, and the name it reports
-/// events and status patches under.
-pub const MANAGED_BY: &str = "vault-connection-operator";
 /// The KMS key used when neither the spec nor the operator names one.
 pub const AWS_MANAGED_KEY: &str = "alias/aws/ssm";
 
@@ -30,9 +29,12 @@ pub const AWS_MANAGED_KEY: &str = "alias/aws/ssm";
 pub struct Memo {
     /// Failed reconciles in a row (for backoff).
     pub failures: u32,
-    /// The drift sweep found the parameter's version or existence differs from status: the
-    /// next reconcile checks SSM in full instead of trusting status.
+    /// The drift sweep found the parameter's version, modification time or existence differs
+    /// from what this process wrote or status records: the next reconcile checks SSM in full.
     pub suspect: bool,
+    /// The drift sweep saw the version status records, but status (written by a release that
+    /// kept no modification times) records no time: the time it saw, for status to keep.
+    pub observed: Option<Meta>,
 }
 
 /// The memos of all connections, keyed by uid: one map, forgotten in one call.
@@ -133,6 +135,8 @@ pub struct Context {
     pub filled: Filled,
     /// One memo per connection.
     pub memos: Memos,
+    /// What this process wrote or proved itself, by parameter.
+    pub evidence: Evidence,
     /// The turns of tier admission, per namespace.
     pub admissions: Admissions,
     /// Asks the controller to reconcile a connection (drift found, a tier slot freed).
@@ -175,6 +179,7 @@ impl Context {
             namespaces,
             filled,
             memos: Memos::default(),
+            evidence: Evidence::default(),
             admissions: Admissions::default(),
             trigger,
             verification: None,
@@ -197,6 +202,23 @@ impl Context {
         self.memos.with(uid, |m| std::mem::take(&mut m.suspect))
     }
 
+    /// Keeps the sweep's observation of `uid`'s parameter for status to record.
+    pub fn observe(&self, uid: &str, seen: Meta) {
+        self.memos.with(uid, |m| m.observed = Some(seen));
+    }
+
+    /// The sweep's observation of `uid`'s parameter, if any; clears it.
+    pub fn take_observed(&self, uid: &str) -> Option<Meta> {
+        self.memos.with(uid, |m| m.observed.take())
+    }
+
+    /// The uid of namespace `ns`, from the cache.
+    pub fn namespace_uid(&self, ns: &str) -> Option<String> {
+        self.namespaces
+            .get(&ObjectRef::new(ns))
+            .and_then(|n| n.metadata.uid.clone())
+    }
+
     /// Counts a failure of `uid` and returns how many in a row.
     pub fn failed(&self, uid: &str) -> u32 {
         self.memos.with(uid, |m| {
@@ -210,14 +232,24 @@ impl Context {
         self.memos.with(uid, |m| m.failures = 0);
     }
 
-    /// Drops the memos of connections that are no longer in the cache.
+    /// Drops the memos of connections that are no longer in the cache, and the evidence of
+    /// parameters no cached connection records.
     pub fn prune(&self) {
-        let alive: std::collections::HashSet<String> = self
-            .store
-            .state()
+        let state = self.store.state();
+        let alive: std::collections::HashSet<String> = state
             .iter()
             .filter_map(|vc| vc.metadata.uid.clone())
             .collect();
+        let s = &self.settings;
+        let names: std::collections::HashSet<String> = state
+            .iter()
+            .filter_map(|vc| {
+                let ns = vc.metadata.namespace.as_deref()?;
+                let name = vc.metadata.name.as_deref()?;
+                crate::document::parameter_name(&s.prefix, &s.cluster, ns, name).ok()
+            })
+            .collect();
+        self.evidence.retain(|name| names.contains(name));
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
         if let Some(verification) = &self.verification {

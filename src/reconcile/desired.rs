@@ -2,16 +2,15 @@
 //! document, its tier, its KMS key and its ownership tags. The raw Secret data is dropped as soon
 //! as the document is rendered; the validated credentials go on (redacted) only for verification.
 
-use std::collections::BTreeMap;
-
 use kube::ResourceExt;
 use secrecy::SecretString;
 
-use super::plan::{Legacy, identity_tags};
+use super::evidence::{Digest, Evidence};
 use super::read::Inputs;
 use crate::api::{ParameterStatus, VaultConnection};
 use crate::config::Settings;
 use crate::document::{FORMAT, Tier, render, tier_for};
+use crate::ownership::{ADOPT_ANNOTATION, Identity, Tags, Takeover};
 use crate::reason::Reason;
 use crate::status::Failure;
 use crate::status::ready_condition;
@@ -24,18 +23,24 @@ pub struct Desired {
     pub name: String,
     /// The document (a secret).
     pub value: SecretString,
+    /// Its salted digest in this process (see [`Evidence`]).
+    pub digest: Digest,
     /// Tier for the document's size (never below the tier status records).
     pub tier: Tier,
     /// KMS key: the spec's, else the operator's default.
     pub kms_key_id: String,
     /// The tags that prove the parameter is this connection's.
-    pub tags: BTreeMap<String, String>,
-    /// The parameter as status records it (same name), if any.
+    pub tags: Tags,
+    /// Who the connection is.
+    pub identity: Identity,
+    /// What else may be taken over: legacy parameters (the operator's flag), a parameter of an
+    /// earlier namespace of the same name (the connection's adoption annotation).
+    pub takeover: Takeover,
+    /// The parameter as status records it (same name), if any: a hint for the order of calls
+    /// and the wording of events, never a proof.
     pub recorded: Option<ParameterStatus>,
     /// The spec changed since status was last written.
     pub spec_changed: bool,
-    /// Whether a parameter without a cluster-id tag may be taken over.
-    pub legacy: Legacy,
     /// The provider and its credentials (redacted in `Debug`), for verification.
     pub provider: Provider,
 }
@@ -45,11 +50,13 @@ pub fn desired(
     vc: &VaultConnection,
     inputs: Inputs,
     settings: &Settings,
+    evidence: &Evidence,
 ) -> Result<Desired, Failure> {
     let Inputs {
         spec,
         parameter,
         secret,
+        namespace_uid,
         ..
     } = inputs;
     let connection = validate_credentials(&spec, &secret, &settings.policy).map_err(|errors| {
@@ -73,19 +80,44 @@ pub fn desired(
     )
     .map_err(|e| Failure::new(Reason::ValueTooLarge, e.to_string()))?;
     let kms_key_id = kms_key_for(&spec, settings);
-    let ns = vc.namespace().unwrap_or_default();
+    let identity = identity(vc, namespace_uid, settings);
     Ok(Desired {
-        tags: identity_tags(vc, &ns, &vc.name_any(), settings),
+        tags: identity.tags(),
+        identity,
+        takeover: takeover(vc, settings),
         name: parameter,
+        digest: evidence.digest(&value),
         value,
         tier,
         kms_key_id,
         recorded,
         spec_changed: vc.metadata.generation
             != vc.status.as_ref().and_then(|st| st.observed_generation),
-        legacy: settings.legacy,
         provider: connection.provider,
     })
+}
+
+/// Who `vc`, in the namespace with uid `namespace_uid`, is: what its parameter's tags name.
+pub fn identity(vc: &VaultConnection, namespace_uid: String, settings: &Settings) -> Identity {
+    Identity {
+        cluster: settings.cluster.clone(),
+        cluster_id: settings.cluster_id.clone(),
+        namespace: vc.namespace().unwrap_or_default(),
+        namespace_uid,
+        name: vc.name_any(),
+        uid: vc.uid().unwrap_or_default(),
+        vault_type: vc.spec.vault_type.as_str().to_owned(),
+    }
+}
+
+/// What a connection may take over besides its own parameter: legacy parameters when the
+/// operator says so, and one of an earlier namespace of the same name when the connection's
+/// adoption annotation asks (only someone allowed to edit the connection can set it).
+pub fn takeover(vc: &VaultConnection, settings: &Settings) -> Takeover {
+    Takeover {
+        legacy: settings.legacy,
+        adopt: vc.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true"),
+    }
 }
 
 /// The KMS key a connection's parameter is encrypted with: the spec's, else the operator's
@@ -96,20 +128,36 @@ pub fn kms_key_for(spec: &ValidSpec, settings: &Settings) -> String {
         .unwrap_or_else(|| settings.default_kms_key_id.clone())
 }
 
+/// What status records about the inputs of the stored parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// A sync of exactly these inputs under this policy: nothing needs reading.
+    Same(ParameterStatus),
+    /// A sync of these inputs under another validation policy (or one not recorded): only the
+    /// credentials need checking again; SSM holds what they render to.
+    OtherPolicy(ParameterStatus),
+    /// Something that shapes the document differs, or nothing is recorded.
+    Differs,
+}
+
 /// The parameter as status records it, when that record still describes what the parameter
 /// should be: the connection is Ready for this spec generation, and its last sync wrote (or
 /// confirmed) `parameter` with `kms_key` from the Secret at `secret_version` in today's document
 /// format — and, with verification on, the provider's final answer is recorded for the same
 /// Secret version and generation. Then nothing that shapes the document changed, and neither the
-/// Secret nor SSM need be read.
+/// Secret nor SSM need be read — unless the record was made under another validation `policy`
+/// (a fingerprint of the rules and their settings), when the credentials are checked again.
 pub fn unchanged(
     vc: &VaultConnection,
     parameter: &str,
     kms_key: &str,
     secret_version: &str,
     verification_on: bool,
-) -> Option<ParameterStatus> {
-    let status = vc.status.as_ref()?;
+    policy: &str,
+) -> Recorded {
+    let Some(status) = vc.status.as_ref() else {
+        return Recorded::Differs;
+    };
     let ready = ready_condition(vc).is_some_and(|c| c.status == "True");
     let generation = vc.metadata.generation;
     let verified = !verification_on
@@ -117,13 +165,20 @@ pub fn unchanged(
         || status.verification.as_ref().is_some_and(|v| {
             v.secret_resource_version == secret_version && Some(v.generation) == generation
         });
-    let recorded = status.parameter.as_ref()?;
+    let Some(recorded) = status.parameter.as_ref() else {
+        return Recorded::Differs;
+    };
     let same = recorded.name == parameter
         && recorded.kms_key_id.as_deref() == Some(kms_key)
         && recorded.secret_resource_version.as_deref() == Some(secret_version)
         && recorded.document_format == Some(FORMAT);
-    (ready && verified && same && status.observed_generation == generation)
-        .then(|| recorded.clone())
+    if !(ready && verified && same && status.observed_generation == generation) {
+        Recorded::Differs
+    } else if recorded.policy.as_deref() == Some(policy) {
+        Recorded::Same(recorded.clone())
+    } else {
+        Recorded::OtherPolicy(recorded.clone())
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +197,8 @@ mod tests {
             kms_key_id: Some("alias/aws/ssm".into()),
             secret_resource_version: Some("41".into()),
             document_format: Some(FORMAT),
+            policy: Some(POLICY.into()),
+            ..ParameterStatus::default()
         }
     }
 
@@ -169,34 +226,40 @@ mod tests {
         vc
     }
 
+    const POLICY: &str = "1-abc";
+
     fn check(vc: &VaultConnection, verification_on: bool) -> bool {
-        unchanged(vc, "/p/c/ns/db", "alias/aws/ssm", "41", verification_on).is_some()
+        matches!(
+            unchanged(
+                vc,
+                "/p/c/ns/db",
+                "alias/aws/ssm",
+                "41",
+                verification_on,
+                POLICY
+            ),
+            Recorded::Same(_)
+        )
     }
 
     #[test]
     fn a_recorded_sync_of_the_same_inputs_needs_no_read() {
         let vc = connection("True");
         assert_eq!(
-            unchanged(&vc, "/p/c/ns/db", "alias/aws/ssm", "41", false),
-            Some(recorded())
+            unchanged(&vc, "/p/c/ns/db", "alias/aws/ssm", "41", false, POLICY),
+            Recorded::Same(recorded())
         );
     }
 
     #[test]
     fn anything_that_shapes_the_parameter_changed_means_a_full_read() {
         let vc = connection("True");
-        assert!(
-            unchanged(&vc, "/p/other/ns/db", "alias/aws/ssm", "41", false).is_none(),
-            "name"
-        );
-        assert!(
-            unchanged(&vc, "/p/c/ns/db", "alias/other", "41", false).is_none(),
-            "key"
-        );
-        assert!(
-            unchanged(&vc, "/p/c/ns/db", "alias/aws/ssm", "42", false).is_none(),
-            "Secret"
-        );
+        let differs = |parameter, key, secret| {
+            unchanged(&vc, parameter, key, secret, false, POLICY) == Recorded::Differs
+        };
+        assert!(differs("/p/other/ns/db", "alias/aws/ssm", "41"), "name");
+        assert!(differs("/p/c/ns/db", "alias/other", "41"), "key");
+        assert!(differs("/p/c/ns/db", "alias/aws/ssm", "42"), "Secret");
         assert!(!check(&connection("False"), false), "not Ready");
         let mut newer = connection("True");
         newer.metadata.generation = Some(3);
@@ -219,6 +282,56 @@ mod tests {
             p.secret_resource_version = None;
         }
         assert!(!check(&no_version, false), "no Secret version recorded");
+    }
+
+    #[test]
+    fn a_record_made_under_another_policy_asks_for_the_credentials_to_be_checked_again() {
+        let vc = connection("True");
+        assert_eq!(
+            unchanged(
+                &vc,
+                "/p/c/ns/db",
+                "alias/aws/ssm",
+                "41",
+                false,
+                "1-stricter"
+            ),
+            Recorded::OtherPolicy(recorded())
+        );
+        let mut unrecorded = connection("True");
+        if let Some(p) = unrecorded
+            .status
+            .as_mut()
+            .and_then(|s| s.parameter.as_mut())
+        {
+            p.policy = None;
+        }
+        assert!(
+            matches!(
+                unchanged(
+                    &unrecorded,
+                    "/p/c/ns/db",
+                    "alias/aws/ssm",
+                    "41",
+                    false,
+                    POLICY
+                ),
+                Recorded::OtherPolicy(_)
+            ),
+            "recorded by a release before policy fingerprints"
+        );
+        assert_eq!(
+            unchanged(
+                &connection("False"),
+                "/p/c/ns/db",
+                "alias/aws/ssm",
+                "41",
+                false,
+                "x"
+            ),
+            Recorded::Differs,
+            "a connection that is not Ready is read in full"
+        );
     }
 
     #[test]

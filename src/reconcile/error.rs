@@ -18,6 +18,9 @@ pub enum Error {
     /// A namespaced object without a namespace.
     #[error("object has no namespace")]
     NoNamespace,
+    /// The namespace is not in the cache yet, so its uid cannot be told.
+    #[error("namespace {0} is not in the operator's cache yet")]
+    NamespaceNotCached(String),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
             Error::Ssm(e) => super::write::reason_of(e).as_str(),
             Error::Finalizer(_) => "FinalizerError",
             Error::NoNamespace => "NoNamespace",
+            Error::NamespaceNotCached(_) => "NamespaceNotCached",
         }
     }
 }

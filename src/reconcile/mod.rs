@@ -10,6 +10,7 @@
 mod context;
 mod desired;
 mod error;
+pub mod evidence;
 pub mod plan;
 mod read;
 mod report;
@@ -35,9 +36,10 @@ pub use watches::{Shared, run_scope};
 use crate::api::{DeletionPolicy, FINALIZER, VaultConnection};
 use crate::backoff;
 use crate::document::parameter_name;
-use crate::status::{Change, Outcome};
+use crate::ownership::Removal;
+use crate::reason::Stage;
+use crate::status::{Change, Failure, Outcome};
 use crate::verify::step::Checked;
-use plan::{Removal, identity_tags};
 use read::Read;
 
 /// Reconciles one VaultConnection: the entry point the controller calls.
@@ -116,7 +118,7 @@ async fn pipeline(
 ) -> Result<(Outcome, Option<Checked>), Error> {
     let stop = |failure| Ok((Outcome::NotReady(failure), None));
     let inputs = match read::inputs(vc, ctx).await? {
-        Err(failure) => return stop(failure),
+        Err(failure) => return stop(left_in_place(vc, failure)),
         Ok(Read::Unchanged(parameter)) => {
             let change = Change::None;
             return Ok((Outcome::Ready { parameter, change }, None));
@@ -124,12 +126,24 @@ async fn pipeline(
         Ok(Read::Changed(inputs)) => *inputs,
     };
     let secret_version = inputs.secret_version.clone();
-    let want = match desired::desired(vc, inputs, &ctx.settings) {
-        Err(failure) => return stop(failure),
+    let namespace_uid = inputs.namespace_uid.clone();
+    // Recorded under another policy, from this very Secret version: only checking is left.
+    let stored = inputs
+        .stored
+        .clone()
+        .filter(|p| p.secret_resource_version == secret_version);
+    let want = match desired::desired(vc, inputs, &ctx.settings, &ctx.evidence) {
+        Err(failure) => return stop(left_in_place(vc, failure)),
         Ok(want) => want,
     };
+    if let Some(mut parameter) = stored {
+        // Valid under today's rules: SSM holds what these credentials render to.
+        parameter.policy = Some(ctx.settings.policy.fingerprint());
+        let change = Change::None;
+        return Ok((Outcome::Ready { parameter, change }, None));
+    }
     // A new connection's turn of tier admission is held until its write is done.
-    let mut place = match tier::place(vc, &want.name, ctx).await {
+    let mut place = match tier::place(vc, &namespace_uid, &want.name, ctx).await {
         Err(failure) => return stop(failure),
         Ok(place) => place,
     };
@@ -142,6 +156,22 @@ async fn pipeline(
         place.taken(&want.name);
     }
     Ok((outcome, checked))
+}
+
+/// A connection that stored credentials and is now invalid (a changed Secret or spec, or rules
+/// made stricter) says that what it stored stays: removing a live credential is not the
+/// operator's call.
+fn left_in_place(vc: &VaultConnection, mut failure: Failure) -> Failure {
+    if failure.stage() == Stage::Valid
+        && let Some(p) = vc.status.as_ref().and_then(|s| s.parameter.as_ref())
+    {
+        failure.message = format!(
+            "{}. The credentials stored earlier stay in SSM parameter {} (the operator does not              remove a live credential): fix the connection, or delete it to remove them",
+            failure.message.trim_end_matches('.'),
+            p.name
+        );
+    }
+    failure
 }
 
 /// Removes the parameter (policy `Delete`, and only if it is ours) before the finalizer goes.
@@ -161,13 +191,18 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
             format!("SSM parameter {param} retained (deletionPolicy: Retain)"),
         )),
         (DeletionPolicy::Delete, Ok(param)) => {
-            match write::remove(ctx, &param, &identity_tags(vc, &ns, &name, s)).await? {
+            let namespace_uid = ctx
+                .namespace_uid(&ns)
+                .ok_or_else(|| Error::NamespaceNotCached(ns.clone()))?;
+            let me = desired::identity(vc, namespace_uid, s);
+            match write::remove(ctx, &param, &me, desired::takeover(vc, s)).await? {
                 Removal::Nothing => None,
-                Removal::NotOwned => Some((
+                Removal::NotOwned(why) => Some((
                     EventType::Warning,
                     "ParameterNotOwned",
                     format!(
-                        "SSM parameter {param} is not tagged as this connection's; left in place"
+                        "SSM parameter {param} is not this connection's ({}); left in place",
+                        why.explain()
                     ),
                 )),
                 Removal::Delete => {
@@ -189,6 +224,9 @@ async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
         secondary: None,
     });
     report::publish(vc, event, ctx).await;
+    if let Ok(param) = parameter_name(&s.prefix, &s.cluster, &ns, &name) {
+        ctx.evidence.forget(&param); // the connection is gone, whatever its parameter's fate
+    }
     ctx.memos.forget(&vc.uid().unwrap_or_default());
     if let Some(verification) = &ctx.verification {
         verification.forget(&vc.uid().unwrap_or_default());

@@ -1,73 +1,18 @@
-//! Step 3, plan (pure): from what SSM holds and what the parameter should be to the SSM steps
+//! Step 4, plan (pure): from what SSM holds and what the parameter should be to the SSM steps
 //! that get there with the fewest calls — create, nothing, overwrite, prove ownership then adopt
-//! or overwrite, or refuse a parameter that is not ours. The tier is never downgraded. No I/O:
-//! [`super::write`] looks, asks [`plan`] again with what it saw, and carries the steps out.
+//! or overwrite, or refuse a parameter that is not ours. The tier is never downgraded.
+//!
+//! Evidence comes first and cheapest: a parameter this process wrote or proved itself, still at
+//! the same version and modification time, needs no further look. Anything else is proven ours
+//! by its tags (read from SSM) before it is touched, then described (tier, key), and decrypted
+//! only when it is ours, on the desired key and tier, and its content is the one question left.
+//! No I/O: [`super::write`] looks, asks [`plan`] again with what it saw, and carries the steps out.
 
-use std::collections::BTreeMap;
-
-use kube::ResourceExt;
-
-use super::context::MANAGED_BY;
 use super::desired::Desired;
-use crate::api::VaultConnection;
-use crate::config::Settings;
+use super::evidence::Known;
 use crate::document::Tier;
+use crate::ownership::{NotOurs, Tags, owned};
 use crate::status::Change;
-
-/// The tags that name a parameter's owner.
-pub type Tags = BTreeMap<String, String>;
-
-/// The tag that names the cluster's identity (the kube-system namespace's uid by default).
-pub const CLUSTER_ID_TAG: &str = "vaultconnections.io/cluster-id";
-
-/// Tag keys that must match for a parameter to be ours (the uid and vault-type tags are
-/// refreshed, not required: a connection deleted with `Retain` and created again under the same
-/// name takes its parameter back). The cluster id keeps two clusters that share a cluster name,
-/// an AWS account and a region from claiming each other's parameters.
-const OWNER_KEYS: [&str; 5] = [
-    "managed-by",
-    "vaultconnections.io/cluster",
-    CLUSTER_ID_TAG,
-    "vaultconnections.io/namespace",
-    "vaultconnections.io/name",
-];
-
-/// The tags a parameter of `vc` carries.
-pub fn identity_tags(vc: &VaultConnection, ns: &str, name: &str, s: &Settings) -> Tags {
-    BTreeMap::from([
-        ("managed-by".to_owned(), MANAGED_BY.to_owned()),
-        ("vaultconnections.io/cluster".to_owned(), s.cluster.clone()),
-        (CLUSTER_ID_TAG.to_owned(), s.cluster_id.clone()),
-        ("vaultconnections.io/namespace".to_owned(), ns.to_owned()),
-        ("vaultconnections.io/name".to_owned(), name.to_owned()),
-        (
-            "vaultconnections.io/uid".to_owned(),
-            vc.uid().unwrap_or_default(),
-        ),
-        (
-            "vaultconnections.io/vault-type".to_owned(),
-            vc.spec.vault_type.as_str().to_owned(),
-        ),
-    ])
-}
-
-/// Whether parameters written before the cluster-id tag existed may be taken over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Legacy {
-    /// No: a parameter without the cluster-id tag is not ours.
-    Refuse,
-    /// Yes, when every other ownership tag matches (the migration path, turned on explicitly).
-    Adopt,
-}
-
-/// A parameter is ours when its tags name this operator, cluster (name and id), namespace and
-/// connection. With [`Legacy::Adopt`], a parameter without any cluster-id tag also counts.
-pub fn owned(tags: &Tags, identity: &Tags, legacy: Legacy) -> bool {
-    OWNER_KEYS.iter().all(|k| {
-        let matches = tags.get(*k).is_some() && tags.get(*k) == identity.get(*k);
-        matches || (*k == CLUSTER_ID_TAG && legacy == Legacy::Adopt && !tags.contains_key(*k))
-    })
-}
 
 /// What the writer has seen of the parameter so far.
 #[derive(Debug, Clone, Copy)]
@@ -76,22 +21,34 @@ pub enum Seen<'a> {
     Missing,
     /// A parameter exists.
     Present {
-        /// Its version.
-        version: i64,
-        /// Whether it holds exactly the desired document.
-        same_value: bool,
-        /// Its tags, then its tier and key, as far as they were read to prove ownership.
+        /// What this process knows it holds, when SSM still shows this process's own write
+        /// (same version and modification time).
+        known: Option<&'a Known>,
+        /// Its tags, tier, key and content, as far as they were read to prove ownership.
         proof: Option<&'a Proof>,
     },
 }
 
-/// What SSM says about a parameter's owner, and then its tier and key.
+/// What SSM says about a parameter's owner, then its tier and key, then its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proof {
     /// Its tags.
     pub tags: Tags,
     /// Its tier and key, once described.
     pub described: Option<Described>,
+    /// Whether it holds exactly the desired document, once decrypted.
+    pub same_value: Option<bool>,
+}
+
+impl Proof {
+    /// A proof that has read the tags and nothing else yet.
+    pub fn tags(tags: Tags) -> Proof {
+        Proof {
+            tags,
+            described: None,
+            same_value: None,
+        }
+    }
 }
 
 /// A parameter's tier and key as SSM describes them.
@@ -117,12 +74,15 @@ pub enum Step {
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// This version was neither written nor verified by us: read its tags, then plan again.
+    /// Neither written nor proven by this process at this version: read its tags, then plan
+    /// again.
     ReadTags,
     /// It is ours by its tags: read its tier and key, then plan again.
     Describe,
-    /// The parameter is not ours: touch nothing.
-    NotOwned,
+    /// Ours, on the desired key and tier: read (decrypt) its value, then plan again.
+    ReadValue,
+    /// The parameter is not ours: touch nothing (and never decrypt it).
+    NotOwned(NotOurs),
     /// Carry out `steps` in order; the parameter then holds the document at `tier`.
     Apply {
         /// Calls to make, possibly none.
@@ -136,45 +96,31 @@ pub enum Plan {
 
 /// Plans the way from what was seen to what is desired.
 pub fn plan(want: &Desired, seen: Seen<'_>) -> Plan {
-    let Seen::Present {
-        version,
-        same_value,
-        proof,
-    } = seen
-    else {
+    let Seen::Present { known, proof } = seen else {
         return Plan::Apply {
             steps: vec![Step::Create],
             tier: want.tier,
             change: Change::Created,
         };
     };
-    if let Some(recorded) = want.recorded.as_ref().filter(|r| r.version == version) {
-        // The version we wrote or verified: no one else has touched it.
-        let recorded_tier = Tier::parse(&recorded.tier);
-        let same_kms = recorded.kms_key_id.as_deref() == Some(want.kms_key_id.as_str());
-        if same_value && same_kms && recorded_tier == Some(want.tier) {
-            return Plan::Apply {
-                steps: vec![],
-                tier: want.tier,
-                change: Change::None,
-            };
+    if let Some(known) = known {
+        // Our own write (or proof), untouched since: what it holds is known without a read.
+        let tier = known.tier.max(want.tier);
+        if known.digest == want.digest && known.kms_key_id == want.kms_key_id && known.tier == tier
+        {
+            return apply(vec![], tier, Change::None);
         }
         let mut steps = vec![Step::Overwrite];
         if want.spec_changed {
             steps.push(Step::Tag); // e.g. the vault type changed
         }
-        return Plan::Apply {
-            steps,
-            tier: recorded_tier.map_or(want.tier, |r| r.max(want.tier)),
-            change: Change::Updated,
-        };
+        return apply(steps, tier, Change::Updated);
     }
-    // A version we have not seen (first sight, or an out-of-band change): prove it is ours.
     let Some(proof) = proof else {
         return Plan::ReadTags;
     };
-    if !owned(&proof.tags, &want.tags, want.legacy) {
-        return Plan::NotOwned;
+    if let Err(why) = owned(&proof.tags, &want.identity, want.takeover) {
+        return Plan::NotOwned(why);
     }
     let Some(described) = &proof.described else {
         return Plan::Describe;
@@ -185,39 +131,34 @@ pub fn plan(want: &Desired, seen: Seen<'_>) -> Plan {
     }
     let tier = described.tier.map_or(want.tier, |c| c.max(want.tier));
     let same_kms = described.kms_key_id.as_deref() == Some(want.kms_key_id.as_str());
-    if same_value && same_kms && described.tier == Some(tier) {
-        return Plan::Apply {
-            steps,
-            tier,
-            change: Change::Adopted,
-        };
+    if !same_kms || described.tier != Some(tier) {
+        // It is rewritten whatever it holds: no need to decrypt it.
+        steps.push(Step::Overwrite);
+        return apply(steps, tier, Change::Updated);
     }
-    steps.push(Step::Overwrite);
+    match proof.same_value {
+        None => Plan::ReadValue,
+        Some(true) => {
+            // Status naming this parameter only chooses the word for the event.
+            let change = if want.recorded.is_some() {
+                Change::None
+            } else {
+                Change::Adopted
+            };
+            apply(steps, tier, change)
+        }
+        Some(false) => {
+            steps.push(Step::Overwrite);
+            apply(steps, tier, Change::Updated)
+        }
+    }
+}
+
+fn apply(steps: Vec<Step>, tier: Tier, change: Change) -> Plan {
     Plan::Apply {
         steps,
         tier,
-        change: Change::Updated,
-    }
-}
-
-/// What to do with the parameter when its connection is deleted (policy `Delete`), given its
-/// tags (`None`: there is no parameter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// Nothing to delete.
-    Nothing,
-    /// It exists but is not ours: leave it in place.
-    NotOwned,
-    /// Delete it.
-    Delete,
-}
-
-/// Plans the removal of a parameter with `tags` for a connection with `identity`.
-pub fn removal(tags: Option<&Tags>, identity: &Tags, legacy: Legacy) -> Removal {
-    match tags {
-        None => Removal::Nothing,
-        Some(tags) if !owned(tags, identity, legacy) => Removal::NotOwned,
-        Some(_) => Removal::Delete,
+        change,
     }
 }
 
@@ -227,286 +168,266 @@ mod tests {
 
     use super::*;
     use crate::api::ParameterStatus;
+    use crate::ownership::{
+        CLUSTER_ID_TAG, Identity, Legacy, NAMESPACE_UID_TAG, Takeover, UID_TAG,
+    };
+    use crate::reconcile::evidence::Evidence;
+    use crate::ssm::Meta;
 
     const KEY: &str = "alias/aws/ssm";
 
-    fn identity() -> Tags {
-        Tags::from([
-            ("managed-by".into(), MANAGED_BY.into()),
-            ("vaultconnections.io/cluster".into(), "prod".into()),
-            (CLUSTER_ID_TAG.into(), "id-prod".into()),
-            ("vaultconnections.io/namespace".into(), "team-a".into()),
-            ("vaultconnections.io/name".into(), "db".into()),
-            ("vaultconnections.io/uid".into(), "u-2".into()),
-            ("vaultconnections.io/vault-type".into(), "doppler".into()),
-        ])
+    fn identity() -> Identity {
+        Identity {
+            cluster: "prod".into(),
+            cluster_id: "id-prod".into(),
+            namespace: "team-a".into(),
+            namespace_uid: "ns-2".into(),
+            name: "db".into(),
+            uid: "u-2".into(),
+            vault_type: "doppler".into(),
+        }
     }
 
-    fn want(tier: Tier, recorded: Option<(i64, Tier, &str)>) -> Desired {
+    fn want(e: &Evidence, tier: Tier, recorded: bool) -> Desired {
+        let value = SecretString::from("{\"doc\":1}");
         Desired {
             name: "/p/prod/team-a/db".into(),
-            value: SecretString::from("{}"),
+            digest: e.digest(&value),
+            value,
             tier,
             kms_key_id: KEY.into(),
-            tags: identity(),
-            recorded: recorded.map(|(version, tier, key)| ParameterStatus {
+            tags: identity().tags(),
+            identity: identity(),
+            takeover: Takeover::NONE,
+            recorded: recorded.then(|| ParameterStatus {
                 name: "/p/prod/team-a/db".into(),
-                version,
+                version: 3,
                 tier: tier.as_str().into(),
-                kms_key_id: Some(key.into()),
+                kms_key_id: Some(KEY.into()),
                 ..ParameterStatus::default()
             }),
             spec_changed: false,
-            legacy: Legacy::Refuse,
             provider: crate::validation::Provider::OnePassword {
                 access_token: SecretString::from("ops_x"),
             },
         }
     }
 
-    fn present(version: i64, same_value: bool, proof: Option<&Proof>) -> Seen<'_> {
-        Seen::Present {
-            version,
-            same_value,
-            proof,
+    fn known(e: &Evidence, doc: &str, tier: Tier, key: &str) -> Known {
+        Known {
+            owner: ("u-2".into(), "ns-2".into()),
+            meta: Meta {
+                version: 3,
+                modified: Some("2026-01-01T00:00:00.5Z".into()),
+            },
+            digest: e.digest(&SecretString::from(doc)),
+            kms_key_id: key.into(),
+            tier,
         }
     }
 
-    fn proof(tags: Tags, tier: Tier, key: &str) -> Proof {
+    fn by_evidence(k: &Known) -> Seen<'_> {
+        Seen::Present {
+            known: Some(k),
+            proof: None,
+        }
+    }
+
+    fn by_proof(p: &Proof) -> Seen<'_> {
+        Seen::Present {
+            known: None,
+            proof: Some(p),
+        }
+    }
+
+    fn proof(tags: Tags, tier: Tier, key: &str, same_value: Option<bool>) -> Proof {
         Proof {
             tags,
             described: Some(Described {
                 tier: Some(tier),
                 kms_key_id: Some(key.into()),
             }),
-        }
-    }
-
-    fn apply(steps: &[Step], tier: Tier, change: Change) -> Plan {
-        Plan::Apply {
-            steps: steps.to_vec(),
-            tier,
-            change,
+            same_value,
         }
     }
 
     #[test]
     fn a_missing_parameter_is_created() {
-        let p = plan(&want(Tier::Standard, None), Seen::Missing);
-        assert_eq!(p, apply(&[Step::Create], Tier::Standard, Change::Created));
-    }
-
-    #[test]
-    fn the_recorded_version_holding_the_document_needs_nothing() {
-        let w = want(Tier::Standard, Some((3, Tier::Standard, KEY)));
-        let p = plan(&w, present(3, true, None));
-        assert_eq!(p, apply(&[], Tier::Standard, Change::None));
-    }
-
-    #[test]
-    fn the_recorded_version_with_other_credentials_is_overwritten_without_a_tag_call() {
-        let w = want(Tier::Standard, Some((3, Tier::Standard, KEY)));
-        let p = plan(&w, present(3, false, None));
+        let e = Evidence::default();
+        let p = plan(&want(&e, Tier::Standard, false), Seen::Missing);
         assert_eq!(
             p,
-            apply(&[Step::Overwrite], Tier::Standard, Change::Updated)
+            apply(vec![Step::Create], Tier::Standard, Change::Created)
         );
     }
 
     #[test]
-    fn a_spec_change_retags_after_the_overwrite() {
-        let mut w = want(Tier::Standard, Some((3, Tier::Standard, KEY)));
-        w.spec_changed = true;
-        let p = plan(&w, present(3, false, None));
+    fn our_own_untouched_write_of_the_same_document_needs_nothing() {
+        let e = Evidence::default();
+        let k = known(&e, "{\"doc\":1}", Tier::Standard, KEY);
+        let p = plan(&want(&e, Tier::Standard, true), by_evidence(&k));
+        assert_eq!(p, apply(vec![], Tier::Standard, Change::None));
+    }
+
+    #[test]
+    fn our_own_untouched_write_of_other_credentials_is_overwritten_without_reading_it() {
+        let e = Evidence::default();
+        let k = known(&e, "{\"doc\":0}", Tier::Standard, KEY);
+        let p = plan(&want(&e, Tier::Standard, true), by_evidence(&k));
         assert_eq!(
             p,
+            apply(vec![Step::Overwrite], Tier::Standard, Change::Updated)
+        );
+        let mut w = want(&e, Tier::Standard, true);
+        w.spec_changed = true;
+        assert_eq!(
+            plan(&w, by_evidence(&k)),
             apply(
-                &[Step::Overwrite, Step::Tag],
+                vec![Step::Overwrite, Step::Tag],
                 Tier::Standard,
                 Change::Updated
-            )
+            ),
+            "a spec change retags after the overwrite"
         );
     }
 
     #[test]
-    fn a_new_kms_key_rewrites_the_same_document() {
-        let w = want(Tier::Standard, Some((3, Tier::Standard, "alias/old")));
-        let p = plan(&w, present(3, true, None));
+    fn a_new_kms_key_or_a_larger_document_rewrites_our_own_write_and_never_downgrades() {
+        let e = Evidence::default();
+        let old_key = known(&e, "{\"doc\":1}", Tier::Standard, "alias/old");
         assert_eq!(
-            p,
-            apply(&[Step::Overwrite], Tier::Standard, Change::Updated)
+            plan(&want(&e, Tier::Standard, true), by_evidence(&old_key)),
+            apply(vec![Step::Overwrite], Tier::Standard, Change::Updated)
+        );
+        let standard = known(&e, "{\"doc\":1}", Tier::Standard, KEY);
+        assert_eq!(
+            plan(&want(&e, Tier::Advanced, true), by_evidence(&standard)),
+            apply(vec![Step::Overwrite], Tier::Advanced, Change::Updated)
+        );
+        let advanced = known(&e, "{\"doc\":0}", Tier::Advanced, KEY);
+        assert_eq!(
+            plan(&want(&e, Tier::Standard, true), by_evidence(&advanced)),
+            apply(vec![Step::Overwrite], Tier::Advanced, Change::Updated)
         );
     }
 
     #[test]
-    fn a_recorded_advanced_tier_is_never_downgraded() {
-        // desired() already keeps the recorded tier; the plan keeps it even if asked lower.
-        let w = want(Tier::Standard, Some((3, Tier::Advanced, KEY)));
-        let p = plan(&w, present(3, false, None));
+    fn anything_not_known_from_this_process_is_proven_by_its_tags_first_whatever_status_says() {
+        let e = Evidence::default();
+        let present = Seen::Present {
+            known: None,
+            proof: None,
+        };
         assert_eq!(
-            p,
-            apply(&[Step::Overwrite], Tier::Advanced, Change::Updated)
+            plan(&want(&e, Tier::Standard, true), present),
+            Plan::ReadTags
         );
-    }
-
-    #[test]
-    fn a_larger_document_moves_a_recorded_standard_parameter_up() {
-        let w = want(Tier::Advanced, Some((3, Tier::Standard, KEY)));
-        let p = plan(&w, present(3, true, None));
         assert_eq!(
-            p,
-            apply(&[Step::Overwrite], Tier::Advanced, Change::Updated)
-        );
-    }
-
-    #[test]
-    fn an_unrecorded_version_must_first_be_proven_ours_by_its_tags() {
-        let w = want(Tier::Standard, Some((3, Tier::Standard, KEY)));
-        assert_eq!(plan(&w, present(4, true, None)), Plan::ReadTags);
-        assert_eq!(
-            plan(&want(Tier::Standard, None), present(1, true, None)),
+            plan(&want(&e, Tier::Standard, false), present),
             Plan::ReadTags
         );
     }
 
     #[test]
-    fn only_a_parameter_proven_ours_is_described() {
-        let w = want(Tier::Standard, None);
-        let tags_only = |tags| Proof {
-            tags,
-            described: None,
-        };
-        let ours = tags_only(identity());
-        assert_eq!(plan(&w, present(1, true, Some(&ours))), Plan::Describe);
-        let theirs = tags_only(Tags::new());
-        assert_eq!(plan(&w, present(1, true, Some(&theirs))), Plan::NotOwned);
-    }
-
-    #[test]
-    fn a_parameter_of_another_owner_is_refused() {
-        let w = want(Tier::Standard, None);
-        for key in OWNER_KEYS {
-            let mut tags = identity();
-            tags.insert(key.into(), "someone-else".into());
-            let p = proof(tags, Tier::Standard, KEY);
-            assert_eq!(
-                plan(&w, present(1, true, Some(&p))),
-                Plan::NotOwned,
-                "{key}"
-            );
-            let mut tags = identity();
-            tags.remove(key);
-            let p = proof(tags, Tier::Standard, KEY);
-            assert_eq!(
-                plan(&w, present(1, true, Some(&p))),
-                Plan::NotOwned,
-                "{key}"
-            );
-        }
-        let untagged = proof(Tags::new(), Tier::Standard, KEY);
-        assert_eq!(plan(&w, present(1, true, Some(&untagged))), Plan::NotOwned);
-    }
-
-    #[test]
-    fn our_parameter_holding_the_document_is_adopted_without_a_write() {
-        let w = want(Tier::Standard, None);
-        let p = proof(identity(), Tier::Standard, KEY);
+    fn a_parameter_of_another_owner_is_refused_before_it_is_described_or_decrypted() {
+        let e = Evidence::default();
+        let w = want(&e, Tier::Standard, true);
+        let mut twin = identity().tags();
+        twin.insert(CLUSTER_ID_TAG.into(), "id-dr".into());
+        let theirs = Proof::tags(twin);
         assert_eq!(
-            plan(&w, present(7, true, Some(&p))),
-            apply(&[], Tier::Standard, Change::Adopted)
+            plan(&w, by_proof(&theirs)),
+            Plan::NotOwned(NotOurs::OtherCluster)
+        );
+        let mut reused = identity().tags();
+        reused.insert(NAMESPACE_UID_TAG.into(), "ns-1".into());
+        assert_eq!(
+            plan(&w, by_proof(&Proof::tags(reused))),
+            Plan::NotOwned(NotOurs::OtherNamespace("ns-1".into()))
+        );
+        assert!(matches!(
+            plan(&w, by_proof(&Proof::tags(Tags::new()))),
+            Plan::NotOwned(_)
+        ));
+    }
+
+    #[test]
+    fn ours_by_tags_is_described_then_decrypted_only_on_the_desired_key_and_tier() {
+        let e = Evidence::default();
+        let w = want(&e, Tier::Standard, true);
+        assert_eq!(
+            plan(&w, by_proof(&Proof::tags(identity().tags()))),
+            Plan::Describe
+        );
+        let unread = proof(identity().tags(), Tier::Standard, KEY, None);
+        assert_eq!(plan(&w, by_proof(&unread)), Plan::ReadValue);
+        let other_key = proof(identity().tags(), Tier::Standard, "alias/other", None);
+        assert_eq!(
+            plan(&w, by_proof(&other_key)),
+            apply(vec![Step::Overwrite], Tier::Standard, Change::Updated),
+            "rewritten on the new key without being read"
+        );
+        let lower = proof(identity().tags(), Tier::Standard, KEY, None);
+        assert_eq!(
+            plan(&want(&e, Tier::Advanced, true), by_proof(&lower)),
+            apply(vec![Step::Overwrite], Tier::Advanced, Change::Updated)
         );
     }
 
     #[test]
-    fn adoption_refreshes_a_stale_uid_tag() {
-        let w = want(Tier::Standard, None);
-        let mut tags = identity();
-        tags.insert("vaultconnections.io/uid".into(), "u-1".into());
-        let p = proof(tags, Tier::Standard, KEY);
+    fn ours_holding_the_document_is_confirmed_or_adopted_without_a_write() {
+        let e = Evidence::default();
+        let same = proof(identity().tags(), Tier::Standard, KEY, Some(true));
         assert_eq!(
-            plan(&w, present(7, true, Some(&p))),
-            apply(&[Step::Tag], Tier::Standard, Change::Adopted)
+            plan(&want(&e, Tier::Standard, true), by_proof(&same)),
+            apply(vec![], Tier::Standard, Change::None)
+        );
+        assert_eq!(
+            plan(&want(&e, Tier::Standard, false), by_proof(&same)),
+            apply(vec![], Tier::Standard, Change::Adopted)
+        );
+        let advanced = proof(identity().tags(), Tier::Advanced, KEY, Some(true));
+        assert_eq!(
+            plan(&want(&e, Tier::Standard, false), by_proof(&advanced)),
+            apply(vec![], Tier::Advanced, Change::Adopted),
+            "an Advanced parameter stays Advanced"
         );
     }
 
     #[test]
-    fn our_parameter_changed_out_of_band_is_overwritten() {
-        let w = want(Tier::Standard, Some((3, Tier::Standard, KEY)));
-        let p = proof(identity(), Tier::Standard, KEY);
+    fn ours_changed_out_of_band_is_overwritten_and_stale_tags_refreshed() {
+        let e = Evidence::default();
+        let changed = proof(identity().tags(), Tier::Standard, KEY, Some(false));
         assert_eq!(
-            plan(&w, present(4, false, Some(&p))),
-            apply(&[Step::Overwrite], Tier::Standard, Change::Updated)
+            plan(&want(&e, Tier::Standard, true), by_proof(&changed)),
+            apply(vec![Step::Overwrite], Tier::Standard, Change::Updated)
+        );
+        let mut stale = identity().tags();
+        stale.insert(UID_TAG.into(), "u-1".into());
+        let retained = proof(stale, Tier::Standard, KEY, Some(true));
+        assert_eq!(
+            plan(&want(&e, Tier::Standard, false), by_proof(&retained)),
+            apply(vec![Step::Tag], Tier::Standard, Change::Adopted)
         );
     }
 
     #[test]
-    fn our_parameter_on_another_key_or_a_lower_tier_is_overwritten() {
-        let w = want(Tier::Advanced, None);
-        let standard = proof(identity(), Tier::Standard, KEY);
-        assert_eq!(
-            plan(&w, present(2, true, Some(&standard))),
-            apply(&[Step::Overwrite], Tier::Advanced, Change::Updated)
-        );
-        let w = want(Tier::Standard, None);
-        let other_key = proof(identity(), Tier::Standard, "alias/other");
-        assert_eq!(
-            plan(&w, present(2, true, Some(&other_key))),
-            apply(&[Step::Overwrite], Tier::Standard, Change::Updated)
-        );
-    }
-
-    #[test]
-    fn an_advanced_parameter_found_in_ssm_stays_advanced() {
-        let w = want(Tier::Standard, None);
-        let p = proof(identity(), Tier::Advanced, KEY);
-        assert_eq!(
-            plan(&w, present(2, true, Some(&p))),
-            apply(&[], Tier::Advanced, Change::Adopted)
-        );
-    }
-
-    #[test]
-    fn removal_deletes_only_our_parameter() {
-        let mine = identity();
-        assert_eq!(removal(None, &mine, Legacy::Refuse), Removal::Nothing);
-        assert_eq!(removal(Some(&mine), &mine, Legacy::Refuse), Removal::Delete);
-        let mut theirs = identity();
-        theirs.insert("vaultconnections.io/cluster".into(), "staging".into());
-        assert_eq!(
-            removal(Some(&theirs), &mine, Legacy::Refuse),
-            Removal::NotOwned
-        );
-    }
-
-    #[test]
-    fn another_cluster_with_the_same_name_owns_nothing_of_ours_even_when_adopting() {
-        let mine = identity();
-        let mut twin = identity();
-        twin.insert(CLUSTER_ID_TAG.into(), "id-staging".into());
-        for legacy in [Legacy::Refuse, Legacy::Adopt] {
-            assert!(!owned(&twin, &mine, legacy));
-            assert_eq!(removal(Some(&twin), &mine, legacy), Removal::NotOwned);
-        }
-    }
-
-    #[test]
-    fn a_parameter_without_a_cluster_id_is_adopted_only_when_asked() {
-        let mine = identity();
-        let mut legacy = identity();
+    fn a_legacy_parameter_is_taken_over_only_when_asked_and_then_tagged() {
+        let e = Evidence::default();
+        let mut legacy = identity().tags();
         legacy.remove(CLUSTER_ID_TAG);
-        assert!(!owned(&legacy, &mine, Legacy::Refuse));
+        legacy.remove(NAMESPACE_UID_TAG);
+        let p = proof(legacy, Tier::Standard, KEY, Some(true));
+        let mut w = want(&e, Tier::Standard, false);
+        assert!(matches!(plan(&w, by_proof(&p)), Plan::NotOwned(_)));
+        w.takeover = Takeover {
+            legacy: Legacy::Adopt,
+            adopt: false,
+        };
         assert_eq!(
-            removal(Some(&legacy), &mine, Legacy::Refuse),
-            Removal::NotOwned
-        );
-        assert!(owned(&legacy, &mine, Legacy::Adopt));
-        let mut w = want(Tier::Standard, None);
-        w.legacy = Legacy::Adopt;
-        let p = proof(legacy, Tier::Standard, KEY);
-        assert_eq!(
-            plan(&w, present(1, true, Some(&p))),
-            apply(&[Step::Tag], Tier::Standard, Change::Adopted),
-            "adopting writes the cluster id tag"
+            plan(&w, by_proof(&p)),
+            apply(vec![Step::Tag], Tier::Standard, Change::Adopted),
+            "adopting writes the cluster-id and namespace-uid tags"
         );
     }
 }

@@ -1,9 +1,10 @@
-//! Step 1, read: the spec (checked by the pure core) and the credentials Secret. The Secret's
-//! metadata comes from the watch cache, so a connection whose
-//! status already records a sync of this spec and this Secret version costs no read at all; the
-//! Secret's data is read (only when it opts in with the label) when it changed, or when the drift
-//! sweep asks for a full check. Everything a person must fix is a [`Failure`]; only Kubernetes API
-//! errors are errors.
+//! Step 1, read: the spec (checked by the pure core), the namespace's identity and the
+//! credentials Secret. The Secret's metadata and the namespace's uid come from the watch caches,
+//! so a connection whose status already records a sync of this spec and this Secret version
+//! under this validation policy costs no read at all; the Secret's data is read (only when it
+//! opts in with the label) when it changed, when the policy changed (to check the stored
+//! credentials again), or when the drift sweep asks for a full check. Everything a person must
+//! fix is a [`Failure`]; only Kubernetes API errors are errors.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
@@ -11,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
-use super::desired::{kms_key_for, unchanged};
+use super::desired::{Recorded, kms_key_for, unchanged};
 use super::error::Error;
 use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
@@ -29,6 +30,11 @@ pub struct Inputs {
     pub secret: SecretData,
     /// The Secret's resourceVersion.
     pub secret_version: Option<String>,
+    /// The uid of the connection's namespace.
+    pub namespace_uid: String,
+    /// Set when status records a sync of these very inputs under another validation policy:
+    /// the credentials are checked again, and nothing else needs doing.
+    pub stored: Option<ParameterStatus>,
 }
 
 /// What reading found.
@@ -68,19 +74,38 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
             missing_or_unlabelled(ctx, &ns, &spec.secret_name).await?
         ));
     };
-    let suspect = ctx.take_suspect(&vc.uid().unwrap_or_default());
+    let Some(namespace_uid) = ctx.namespace_uid(&ns) else {
+        return Ok(Err(Failure::new(
+            Reason::SyncFailed,
+            format!("namespace {ns} is not in the operator's cache yet; retrying"),
+        )));
+    };
+    let uid = vc.uid().unwrap_or_default();
+    let suspect = ctx.take_suspect(&uid);
     let key = kms_key_for(&spec, &ctx.settings);
-    if !suspect
-        && let Some(recorded) = unchanged(
-            vc,
-            &parameter,
-            &key,
-            &cached_version,
-            ctx.verification.is_some(),
-        )
-    {
-        return Ok(Ok(Read::Unchanged(recorded)));
-    }
+    let recorded = unchanged(
+        vc,
+        &parameter,
+        &key,
+        &cached_version,
+        ctx.verification.is_some(),
+        &ctx.settings.policy.fingerprint(),
+    );
+    let stored = match recorded {
+        Recorded::Same(mut recorded) if !suspect => {
+            // A record from before modification times were kept is completed from the sweep's
+            // observation of the same version (the one time status is trusted for it).
+            if recorded.last_modified.is_none()
+                && let Some(seen) = ctx.take_observed(&uid)
+                && seen.version == recorded.version
+            {
+                recorded.last_modified = seen.modified;
+            }
+            return Ok(Ok(Read::Unchanged(recorded)));
+        }
+        Recorded::OtherPolicy(recorded) if !suspect => Some(recorded),
+        _ => None,
+    };
     let (secret, secret_version) = match read_secret(ctx, &ns, &spec.secret_name).await? {
         Ok(found) => found,
         Err(failure) => return Ok(Err(failure)),
@@ -90,6 +115,8 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         parameter,
         secret,
         secret_version,
+        namespace_uid,
+        stored,
     }))))
 }
 

@@ -1,9 +1,12 @@
-//! The drift sweep: once per drift interval, compare the version of every Ready connection's
-//! parameter in SSM with the version its status records — ten names per `GetParameters` call,
-//! without decryption (no KMS call; the encrypted values are dropped unread). Every `PutParameter`
-//! bumps the version, so a parameter changed or deleted out of band shows up here, and only its
-//! connection gets the full check (decrypting read, tags, repair). A fleet at rest costs one
-//! SSM call per ten connections per interval and nothing else.
+//! The drift sweep: once per drift interval, compare the version and modification time of every
+//! Ready connection's parameter in SSM with those of the operator's own last write — ten names
+//! per `GetParameters` call, without decryption (no KMS call; the encrypted values are dropped
+//! unread). Every write changes the pair, and a version alone can repeat (a parameter deleted and
+//! put again restarts at version 1) but not with the same time, so a parameter changed, deleted,
+//! replaced or restored out of band shows up here, and only its connection gets the full check
+//! (tags first, then repair — or `ParameterNotOwned` when it is no longer tagged ours). What
+//! this process wrote itself is compared with its own memory; status is the record at rest
+//! (after a restart). A fleet at rest costs one SSM call per ten connections per interval.
 //!
 //! The first sweep after start runs at once, as fast as the read budget allows: it is how a
 //! restarted operator learns that nothing changed while it was away. Later sweeps spread their
@@ -18,26 +21,29 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 use crate::api::VaultConnection;
-use crate::ssm::{SsmError, VERSIONS_PER_CALL};
+use crate::ssm::{Meta, SsmError, VERSIONS_PER_CALL};
 use crate::status::ready_condition;
 
-/// A parameter the sweep compares: its connection and the version status records.
+/// A parameter the sweep compares: its connection and what status records of the last write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     /// The connection.
     pub connection: ObjectRef<VaultConnection>,
     /// The parameter's name.
     pub parameter: String,
-    /// The version status records.
-    pub version: i64,
+    /// The version and modification time status records.
+    pub recorded: Meta,
 }
 
 /// What the sweep found for one parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
-    /// SSM holds the version status records.
+    /// SSM holds the operator's last write (same version and modification time).
     Unchanged,
-    /// SSM holds another version: written by someone else.
+    /// SSM holds the recorded version, and the record (from a release that kept no times) has
+    /// no modification time: status is completed with the time SSM shows.
+    Unrecorded,
+    /// SSM holds another write: someone else's.
     Changed,
     /// The parameter is gone.
     Missing,
@@ -47,7 +53,7 @@ impl Found {
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            Found::Unchanged => "unchanged",
+            Found::Unchanged | Found::Unrecorded => "unchanged",
             Found::Changed => "changed",
             Found::Missing => "missing",
         }
@@ -65,16 +71,23 @@ pub fn due(vc: &VaultConnection) -> Option<Due> {
     Some(Due {
         connection: ObjectRef::from_obj(vc),
         parameter: p.name.clone(),
-        version: p.version,
+        recorded: Meta {
+            version: p.version,
+            modified: p.last_modified.clone(),
+        },
     })
 }
 
-/// Compares one parameter's version in SSM (`None`: missing) with the one status records.
-pub fn compare(recorded: i64, in_ssm: Option<i64>) -> Found {
+/// Compares what SSM holds for one parameter (`None`: missing) with the last write as expected.
+pub fn compare(expected: &Meta, in_ssm: Option<&Meta>) -> Found {
     match in_ssm {
         None => Found::Missing,
-        Some(v) if v == recorded => Found::Unchanged,
-        Some(_) => Found::Changed,
+        Some(seen) if seen.version != expected.version => Found::Changed,
+        Some(seen) => match (&expected.modified, &seen.modified) {
+            (Some(e), Some(s)) if e == s => Found::Unchanged,
+            (None, _) => Found::Unrecorded,
+            _ => Found::Changed,
+        },
     }
 }
 
@@ -107,7 +120,7 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for batch in listed.chunks(VERSIONS_PER_CALL) {
         let names: Vec<String> = batch.iter().map(|d| d.parameter.clone()).collect();
-        let versions = match ctx.ssm.versions(&names).await {
+        let held = match ctx.ssm.metadata(&names).await {
             Ok(v) => v,
             Err(e) => {
                 // These are checked again next sweep; a throttled account gets a breather.
@@ -119,30 +132,43 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
             }
         };
         for d in batch {
-            // Compare with the freshest status: a rotation may have landed since the listing.
+            // Compare with this process's own write when it made one, else with the freshest
+            // status (a rotation may have landed since the listing).
             let cached = ctx.store.get(&d.connection);
-            let recorded = cached
-                .as_deref()
-                .and_then(due)
-                .filter(|now| now.parameter == d.parameter)
-                .map_or(d.version, |now| now.version);
-            let found = compare(recorded, versions.get(&d.parameter).copied());
+            let expected = ctx.evidence.meta(&d.parameter).unwrap_or_else(|| {
+                cached
+                    .as_deref()
+                    .and_then(due)
+                    .filter(|now| now.parameter == d.parameter)
+                    .map_or_else(|| d.recorded.clone(), |now| now.recorded)
+            });
+            let seen = held.get(&d.parameter);
+            let found = compare(&expected, seen);
             ctx.metrics.drift_checked(found.as_str());
             *counts.entry(found.as_str()).or_default() += 1;
-            if found != Found::Unchanged
-                && let Some(vc) = cached
-            {
-                ctx.suspect(&vc.uid().unwrap_or_default());
-                tracing::info!(
-                    namespace = d.connection.namespace.as_deref().unwrap_or_default(),
-                    name = d.connection.name,
-                    parameter = d.parameter,
-                    found = found.as_str(),
-                    "drift: parameter differs from status; checking it in full"
-                );
-                // The controller is gone only while shutting down.
-                let _ = ctx.trigger.unbounded_send(d.connection.clone());
+            let Some(vc) = cached else { continue };
+            let uid = vc.uid().unwrap_or_default();
+            match found {
+                Found::Unchanged => continue,
+                Found::Unrecorded => {
+                    if let Some(seen) = seen {
+                        ctx.observe(&uid, seen.clone());
+                    }
+                }
+                Found::Changed | Found::Missing => {
+                    ctx.evidence.forget(&d.parameter);
+                    ctx.suspect(&uid);
+                    tracing::warn!(
+                        namespace = d.connection.namespace.as_deref().unwrap_or_default(),
+                        name = d.connection.name,
+                        parameter = d.parameter,
+                        found = found.as_str(),
+                        "drift: the parameter is not the operator's last write; checking it in full"
+                    );
+                }
             }
+            // The controller is gone only while shutting down.
+            let _ = ctx.trigger.unbounded_send(d.connection.clone());
         }
         tokio::time::sleep(gap).await;
     }
@@ -159,12 +185,45 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
 mod tests {
     use super::*;
 
+    fn meta(version: i64, modified: Option<&str>) -> Meta {
+        Meta {
+            version,
+            modified: modified.map(str::to_owned),
+        }
+    }
+
     #[test]
-    fn a_version_other_than_the_recorded_one_or_none_means_a_full_check() {
-        assert_eq!(compare(3, Some(3)), Found::Unchanged);
-        assert_eq!(compare(3, Some(4)), Found::Changed);
-        assert_eq!(compare(3, Some(2)), Found::Changed);
-        assert_eq!(compare(3, None), Found::Missing);
+    fn anything_but_the_last_write_itself_means_a_full_check() {
+        let ours = meta(3, Some("2026-01-01T00:00:00.25Z"));
+        assert_eq!(compare(&ours, Some(&ours)), Found::Unchanged);
+        assert_eq!(
+            compare(&ours, Some(&meta(4, Some("2026-01-01T00:09:00Z")))),
+            Found::Changed
+        );
+        assert_eq!(
+            compare(&ours, Some(&meta(2, Some("2026-01-01T00:09:00Z")))),
+            Found::Changed,
+            "an older value restored"
+        );
+        assert_eq!(
+            compare(&ours, Some(&meta(3, Some("2026-01-01T00:09:00Z")))),
+            Found::Changed,
+            "deleted and put again until the version repeats"
+        );
+        assert_eq!(compare(&ours, Some(&meta(3, None))), Found::Changed);
+        assert_eq!(compare(&ours, None), Found::Missing);
+    }
+
+    #[test]
+    fn a_record_without_a_time_is_completed_only_when_the_version_is_the_same() {
+        let old = meta(3, None);
+        let seen = meta(3, Some("2026-01-01T00:00:00Z"));
+        assert_eq!(compare(&old, Some(&seen)), Found::Unrecorded);
+        assert_eq!(Found::Unrecorded.as_str(), "unchanged");
+        assert_eq!(
+            compare(&old, Some(&meta(4, Some("2026-01-01T00:00:00Z")))),
+            Found::Changed
+        );
     }
 
     #[test]
@@ -197,7 +256,10 @@ mod tests {
             ..Default::default()
         });
         let d = due(&vc).expect("due");
-        assert_eq!((d.parameter.as_str(), d.version), ("/p/c/team/db", 7));
+        assert_eq!(
+            (d.parameter.as_str(), d.recorded.version),
+            ("/p/c/team/db", 7)
+        );
         assert_eq!(d.connection.namespace.as_deref(), Some("team"));
         if let Some(s) = vc.status.as_mut() {
             s.conditions = vec![condition("False")];

@@ -1,12 +1,14 @@
 //! Tier admission: a namespace's tier bounds the SSM parameters it holds — every parameter under
-//! its path, so retained parameters and those left behind by a finalizer removed by hand count
-//! too. A connection that holds its parameter keeps its slot (a tier downgrade or a newer sibling
-//! never displaces it); a connection without one is admitted only while the namespace holds
-//! fewer than its limit. Admissions in one namespace take turns, and the parameters admitted a
-//! moment ago count even before SSM's listing shows them, so two connections can never both take
-//! the last slot.
+//! its path tagged with its namespace uid, so retained parameters and those left behind by a
+//! finalizer removed by hand count too, while those an earlier namespace of the same name left
+//! do not (they count for the account's quota only). A connection whose parameter exists keeps
+//! its slot (a tier downgrade or a newer sibling never displaces it); a connection without one is
+//! admitted only while the namespace holds fewer than its limit. What counts is what SSM lists
+//! plus what this process wrote a moment ago — never status, which others can edit. Admissions in
+//! one namespace take turns, and the parameters admitted a moment ago count even before SSM's
+//! listing shows them, so two connections can never both take the last slot.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::context::Context;
 use crate::api::{TIER_LABEL, VaultConnection};
+use crate::ownership::NAMESPACE_UID_TAG;
 use crate::reason::Reason;
 use crate::status::{Failure, ready_reason};
 use crate::tiers::admits;
@@ -28,7 +31,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct Recent(Vec<(String, Instant)>);
 
-/// The turns of admission, one per namespace that has admitted anything.
+/// The turns of admission, one per namespace (by uid) that has admitted anything.
 #[derive(Debug, Default)]
 pub struct Admissions(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Recent>>>>);
 
@@ -63,15 +66,16 @@ impl Place {
     }
 }
 
-/// The tier's answer for `vc`, whose parameter is `parameter`.
-pub async fn place(vc: &VaultConnection, parameter: &str, ctx: &Context) -> Result<Place, Failure> {
+/// The tier's answer for `vc` in the namespace with uid `namespace_uid`, whose parameter is
+/// `parameter`.
+pub async fn place(
+    vc: &VaultConnection,
+    namespace_uid: &str,
+    parameter: &str,
+    ctx: &Context,
+) -> Result<Place, Failure> {
     let ns = vc.namespace().unwrap_or_default();
     let ns = ns.as_str();
-    let holds_it = vc
-        .status
-        .as_ref()
-        .and_then(|s| s.parameter.as_ref())
-        .is_some_and(|p| p.name == parameter);
     let namespace = ctx.namespaces.get(&ObjectRef::new(ns));
     let label = namespace
         .as_ref()
@@ -81,17 +85,28 @@ pub async fn place(vc: &VaultConnection, parameter: &str, ctx: &Context) -> Resu
         .settings
         .tiers
         .applied(label, &ctx.settings.default_tier);
-    let Some(limit) = applied.limit.filter(|_| !holds_it) else {
+    // This process wrote it (or proved it this connection's) and has not seen it go: its slot
+    // is held.
+    let owner = (vc.uid().unwrap_or_default(), namespace_uid.to_owned());
+    let known = ctx.evidence.get(parameter, &owner).is_some();
+    let Some(limit) = applied.limit.filter(|_| !known) else {
         return Ok(Place::Kept);
     };
-    let mut turn = ctx.admissions.turn(ns).await;
+    // Turns are the namespace's, not its name's: a namespace created again under the same name
+    // inherits nothing admitted in the earlier one.
+    let mut turn = ctx.admissions.turn(namespace_uid).await;
     let path = parameter.rsplit_once('/').map_or("", |(p, _)| p);
-    let mut held = ctx.ssm.names_under(path).await?;
+    let mut held = ctx
+        .ssm
+        .names_under(path, (NAMESPACE_UID_TAG, namespace_uid))
+        .await?;
     // Once the listing shows a name it needs no remembering (and once deleted it must not be).
     turn.0
         .retain(|(name, at)| at.elapsed() < SETTLE && !held.contains(name));
     held.extend(turn.0.iter().map(|(name, _)| name.clone()));
-    held.extend(served_in(ctx, ns));
+    if held.contains(parameter) {
+        return Ok(Place::Kept);
+    }
     if admits(&held, parameter, limit) {
         return Ok(Place::Admitted(turn));
     }
@@ -109,19 +124,6 @@ pub async fn place(vc: &VaultConnection, parameter: &str, ctx: &Context) -> Resu
             applied.tier
         ),
     ))
-}
-
-/// The parameters that the cached connections of `ns` record as theirs (those being deleted
-/// excluded: while they still hold one, the listing shows it).
-fn served_in(ctx: &Context, ns: &str) -> BTreeSet<String> {
-    ctx.store
-        .state()
-        .iter()
-        .filter(|vc| {
-            vc.namespace().as_deref() == Some(ns) && vc.metadata.deletion_timestamp.is_none()
-        })
-        .filter_map(|vc| Some(vc.status.as_ref()?.parameter.as_ref()?.name.clone()))
-        .collect()
 }
 
 /// A slot freed in `ns` (a parameter there was deleted): the oldest connection refused for the

@@ -19,6 +19,7 @@ use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
 use crate::backoff;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::ownership::ADOPT_ANNOTATION;
 use crate::ssm::Ssm;
 use crate::status::drop_derived_messages;
 use crate::verify::step::Verification;
@@ -54,23 +55,29 @@ where
 /// is hundreds of MiB held at once).
 const LIST_PAGE_SIZE: u32 = 50;
 
-/// Drops what the reconciler never reads before a connection is cached: managedFields,
-/// annotations, labels, and the messages a Ready status can derive.
+/// Drops what the reconciler never reads before a connection is cached: managedFields, labels,
+/// annotations but the operator's own requests (each kept only when short), and the messages a
+/// Ready status can derive.
 pub fn slim(vc: &mut VaultConnection) {
     vc.metadata.managed_fields = None;
-    vc.metadata.annotations = None;
+    vc.metadata.annotations = vc.metadata.annotations.take().and_then(|mut a| {
+        a.retain(|k, v| k == ADOPT_ANNOTATION && v.len() <= 16);
+        (!a.is_empty()).then_some(a)
+    });
     vc.metadata.labels = None;
     if let Some(status) = vc.status.as_mut() {
         drop_derived_messages(status);
     }
 }
 
-/// Drops what the reconciler never reads from cached metadata: managedFields, uid, creation
-/// time, annotations (a Secret's last-applied annotation would even hold its data), owners,
-/// finalizers, and every label but `keep`.
-fn slim_meta(meta: &mut ObjectMeta, keep: Option<&str>) {
+/// Drops what the reconciler never reads from cached metadata: managedFields, creation time,
+/// annotations (a Secret's last-applied annotation would even hold its data), owners,
+/// finalizers, every label but `keep`, and the uid unless `uid` (a namespace's identity).
+fn slim_meta(meta: &mut ObjectMeta, keep: Option<&str>, uid: bool) {
     meta.managed_fields = None;
-    meta.uid = None;
+    if !uid {
+        meta.uid = None;
+    }
     meta.creation_timestamp = None;
     meta.annotations = None;
     meta.owner_references = None;
@@ -156,7 +163,7 @@ pub fn run_scope(
             )
             .modify(|s| {
                 s.types = None;
-                slim_meta(&mut s.metadata, None);
+                slim_meta(&mut s.metadata, None, false);
             })
             .reflect(secret_writer),
         )
@@ -186,7 +193,7 @@ pub fn run_scope(
             )
             .modify(|n| {
                 n.types = None;
-                slim_meta(&mut n.metadata, Some(TIER_LABEL));
+                slim_meta(&mut n.metadata, Some(TIER_LABEL), true);
             })
             .reflect(namespace_writer),
         )

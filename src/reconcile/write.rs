@@ -1,16 +1,20 @@
-//! Step 4, write: looks at the parameter in SSM, asks the planner what to do and does it. Also
-//! removes the parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message text is
-//! never passed on.
+//! Step 5, write: looks at the parameter in SSM without decrypting it, asks the planner what to
+//! do and does it; then reads back, without decrypting, the version and modification time its own
+//! write produced — the evidence the drift sweep and the next reconcile compare with. Also removes
+//! the parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message
+//! text is never passed on.
 
 use secrecy::ExposeSecret;
 
 use super::context::Context;
 use super::desired::Desired;
-use super::plan::{Described, Plan, Proof, Removal, Seen, Step, Tags, plan, removal};
+use super::evidence::Known;
+use super::plan::{Described, Plan, Proof, Seen, Step, plan};
 use crate::api::ParameterStatus;
 use crate::document::{FORMAT, Tier};
+use crate::ownership::{Identity, NotOurs, Removal, Takeover, removal};
 use crate::reason::Reason;
-use crate::ssm::{SsmError, Write};
+use crate::ssm::{Meta, SsmError, Write};
 use crate::status::{Change, Failure, Outcome};
 
 /// The condition reason of an SSM failure.
@@ -30,44 +34,71 @@ impl From<SsmError> for Failure {
 }
 
 /// Brings the parameter to `want`, and says what it holds afterwards (recording the Secret
-/// version it was rendered from).
+/// version it was rendered from and the policy it was validated under).
 pub async fn sync(ctx: &Context, want: &Desired, secret_version: Option<String>) -> Outcome {
     match converge(ctx, want).await {
         Ok((mut parameter, change)) => {
             parameter.secret_resource_version = secret_version;
             Outcome::Ready { parameter, change }
         }
-        Err(failure) => Outcome::NotReady(failure),
+        Err(failure) => {
+            ctx.evidence.forget(&want.name);
+            Outcome::NotReady(failure)
+        }
     }
 }
 
-/// Looks, plans and carries the plan out: one read when nothing changed, a read and a write for
-/// a rotation, and an ownership check before touching any version we did not write ourselves.
+/// Looks, plans and carries the plan out. A parameter this process wrote itself and that is
+/// untouched since costs one look (and a write when the credentials changed); anything else is
+/// proven ours by its tags before it is described, decrypted, overwritten or adopted.
 async fn converge(ctx: &Context, want: &Desired) -> Result<(ParameterStatus, Change), Failure> {
     let ssm = &ctx.ssm;
-    let (seen_version, same_value) = match ssm.get(&want.name).await? {
-        None => (None, false),
-        Some(current) => (
-            Some(current.version),
-            current.value.expose_secret() == want.value.expose_secret(),
-        ),
+    let write_at = |tier| Write {
+        name: &want.name,
+        value: &want.value,
+        tier,
+        kms_key_id: &want.kms_key_id,
     };
-    // Each round adds what the planner asked for (tags, then tier and key), so this ends.
+    // What this process wrote last already holds these credentials: nothing to do, and no
+    // call (were it changed since, the drift sweep finds it; nothing is overwritten here).
+    let owner = want.identity.owner();
+    if let Some(known) = ctx.evidence.get(&want.name, &owner)
+        && known.digest == want.digest
+        && known.kms_key_id == want.kms_key_id
+        && known.tier == known.tier.max(want.tier)
+    {
+        return Ok(finish(ctx, want, known.meta, known.tier, Change::None));
+    }
+    // A connection that has never stored anything (status and this process agree) tries the
+    // create first: one call when the name is free, and a look only when it is taken.
+    let first = want.recorded.is_none() && ctx.evidence.get(&want.name, &owner).is_none();
+    if first && let Some(version) = ssm.create(&write_at(want.tier), &want.tags).await? {
+        let meta = confirm(ctx, &want.name, version).await?;
+        return Ok(finish(ctx, want, meta, want.tier, Change::Created));
+    }
+    let seen = ssm.look(&want.name).await?;
+    let known = seen
+        .as_ref()
+        .and_then(|meta| ctx.evidence.matching(&want.name, &owner, meta));
+    // Each round adds what the planner asked for (tags, tier and key, value), so this ends.
     let mut proof: Option<Proof> = None;
     let (steps, tier, change) = loop {
-        match plan(want, seen(seen_version, same_value, proof.as_ref())) {
+        let now = match &seen {
+            None => Seen::Missing,
+            Some(_) => Seen::Present {
+                known: known.as_ref(),
+                proof: proof.as_ref(),
+            },
+        };
+        match plan(want, now) {
             Plan::Apply {
                 steps,
                 tier,
                 change,
             } => break (steps, tier, change),
-            Plan::NotOwned => return Err(not_owned(&want.name)),
+            Plan::NotOwned(why) => return Err(not_owned(&want.name, &why)),
             Plan::ReadTags => {
-                let tags = ssm.tags(&want.name).await?.unwrap_or_default();
-                proof = Some(Proof {
-                    tags,
-                    described: None,
-                });
+                proof = Some(Proof::tags(ssm.tags(&want.name).await?.unwrap_or_default()));
             }
             Plan::Describe => {
                 let d = ssm.describe(&want.name).await?;
@@ -80,72 +111,119 @@ async fn converge(ctx: &Context, want: &Desired) -> Result<(ParameterStatus, Cha
                     ..p
                 });
             }
+            Plan::ReadValue => {
+                // Proven ours and on the desired key: the one decrypting read.
+                let same = ssm
+                    .decrypt(&want.name)
+                    .await?
+                    .is_some_and(|v| v.expose_secret() == want.value.expose_secret());
+                proof = proof.map(|p| Proof {
+                    same_value: Some(same),
+                    ..p
+                });
+            }
         }
     };
-    let write = Write {
-        name: &want.name,
-        value: &want.value,
-        tier,
-        kms_key_id: &want.kms_key_id,
-    };
-    let mut version = seen_version.unwrap_or_default();
+    let write = write_at(tier);
+    let mut written = None;
     for step in steps {
         match step {
             Step::Create => {
-                version = ssm.create(&write, &want.tags).await?.ok_or(
+                written = Some(ssm.create(&write, &want.tags).await?.ok_or(
                     // Created by someone else since we looked: decide again on the next attempt.
                     SsmError::Other {
                         op: "PutParameter",
                         code: "ParameterAlreadyExists".into(),
                     },
-                )?;
+                )?);
             }
-            Step::Overwrite => version = ssm.overwrite(&write).await?,
+            Step::Overwrite => written = Some(ssm.overwrite(&write).await?),
             Step::Tag => ssm.add_tags(&want.name, &want.tags).await?,
         }
     }
-    Ok((stored(&write, version, tier), change))
+    let meta = match written {
+        Some(version) => confirm(ctx, &want.name, version).await?,
+        // Proven ours (or known) and holding the document, as it was when looked at (a plan for
+        // a missing parameter always writes).
+        None => seen.ok_or_else(|| Failure::new(Reason::SyncFailed, "nothing was written"))?,
+    };
+    Ok(finish(ctx, want, meta, tier, change))
 }
 
-fn seen(version: Option<i64>, same_value: bool, proof: Option<&Proof>) -> Seen<'_> {
-    match version {
-        None => Seen::Missing,
-        Some(version) => Seen::Present {
-            version,
-            same_value,
-            proof,
-        },
+/// Reads back what the operator's own write of `version` produced: its version and modification
+/// time, without decryption. Someone else's write in between is a transient failure (the next
+/// attempt proves ownership again).
+async fn confirm(ctx: &Context, name: &str, version: i64) -> Result<Meta, Failure> {
+    match ctx.ssm.look(name).await? {
+        Some(meta) if meta.version == version => Ok(meta),
+        _ => Err(Failure::new(
+            Reason::SyncFailed,
+            format!(
+                "SSM parameter {name} changed again right after the operator wrote version \
+                 {version}; checking it again"
+            ),
+        )),
     }
 }
 
-fn not_owned(name: &str) -> Failure {
+/// Remembers what the parameter holds now, and says so for status.
+fn finish(
+    ctx: &Context,
+    want: &Desired,
+    meta: Meta,
+    tier: Tier,
+    change: Change,
+) -> (ParameterStatus, Change) {
+    ctx.evidence.remember(
+        &want.name,
+        Known {
+            owner: want.identity.owner(),
+            meta: meta.clone(),
+            digest: want.digest,
+            kms_key_id: want.kms_key_id.clone(),
+            tier,
+        },
+    );
+    let parameter = ParameterStatus {
+        name: want.name.clone(),
+        version: meta.version,
+        last_modified: meta.modified,
+        tier: tier.as_str().to_owned(),
+        kms_key_id: Some(want.kms_key_id.clone()),
+        secret_resource_version: None,
+        document_format: Some(FORMAT),
+        policy: Some(ctx.settings.policy.fingerprint()),
+    };
+    (parameter, change)
+}
+
+/// The failure for a parameter that is not this connection's.
+pub fn not_owned(name: &str, why: &NotOurs) -> Failure {
     Failure::new(
         Reason::ParameterNotOwned,
         format!(
-            "SSM parameter {name} exists but is not tagged managed-by={} for this connection of this cluster \
-             (cluster name and cluster id); the operator will not overwrite it: delete it or tag it to hand it over",
-            super::context::MANAGED_BY
+            "SSM parameter {name} exists but is not this connection's: {}; the operator will not \
+             read, overwrite or delete it: delete it, or tag it managed-by={} for this \
+             connection to hand it over",
+            why.explain(),
+            crate::ownership::MANAGED_BY
         ),
     )
 }
 
-fn stored(w: &Write<'_>, version: i64, tier: Tier) -> ParameterStatus {
-    ParameterStatus {
-        name: w.name.to_owned(),
-        version,
-        tier: tier.as_str().to_owned(),
-        kms_key_id: Some(w.kms_key_id.to_owned()),
-        secret_resource_version: None,
-        document_format: Some(FORMAT),
-    }
-}
-
-/// Deletes the parameter `name` if it is ours; says what was done.
-pub async fn remove(ctx: &Context, name: &str, identity: &Tags) -> Result<Removal, SsmError> {
+/// Deletes the parameter `name` if its tags (read from SSM) prove it is `me`'s; says what was
+/// done.
+pub async fn remove(
+    ctx: &Context,
+    name: &str,
+    me: &Identity,
+    how: Takeover,
+) -> Result<Removal, SsmError> {
     let tags = ctx.ssm.tags(name).await?;
-    let decision = removal(tags.as_ref(), identity, ctx.settings.legacy);
+    let decision = removal(tags.as_ref(), me, how);
     if decision == Removal::Delete {
         ctx.ssm.delete(name).await?;
     }
+    ctx.evidence.forget(name);
     Ok(decision)
 }

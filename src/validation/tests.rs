@@ -523,3 +523,24 @@ fn invisible_characters_such_as_a_bom_or_a_zero_width_space_are_rejected() {
     let e = credential_errors(&spec(VaultType::OnePassword), &token("\u{feff}ops_abc"));
     assert!(e[0].message.contains("invisible"), "{}", e[0]);
 }
+
+#[test]
+fn the_policy_fingerprint_follows_the_settings_and_the_rules_version() {
+    let base = Policy::for_operator(false, "alias/aws/ssm", &[]);
+    let same = Policy::for_operator(false, " alias/aws/ssm ", &["".into()]);
+    assert_eq!(base.fingerprint(), same.fingerprint(), "the same policy");
+    assert!(
+        base.fingerprint().starts_with(&format!("{RULES_VERSION}-")),
+        "{}",
+        base.fingerprint()
+    );
+    let personal = Policy::for_operator(true, "alias/aws/ssm", &[]);
+    let more_keys = Policy::for_operator(false, "alias/aws/ssm", &["alias/team".into()]);
+    let any_key = Policy {
+        allowed_kms_keys: None,
+        ..base.clone()
+    };
+    for other in [&personal, &more_keys, &any_key] {
+        assert_ne!(base.fingerprint(), other.fingerprint(), "{other:?}");
+    }
+}
