@@ -26,8 +26,9 @@ use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namesp
 const RELEASE: &str = "rel";
 const JOB: &str = "rel-vault-connection-operator-metrics";
 
-const ALERTS: [&str; 6] = [
+const ALERTS: [&str; 7] = [
     "VaultConnectionNotReady",
+    "VaultConnectionDriftFound",
     "VaultConnectionOperatorSsmErrors",
     "VaultConnectionOperatorSsmThrottled",
     "VaultConnectionOperatorReconcileErrors",
@@ -479,6 +480,15 @@ fn reasons_grown(s: &Scrapes, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Drift results other than `unchanged` whose count grew.
+fn drift_found(s: &Scrapes) -> BTreeSet<String> {
+    s.growth("vault_connection_operator_drift_checked_total")
+        .into_iter()
+        .filter(|(l, d)| l["result"] != "unchanged" && *d > 0.0)
+        .map(|(l, _)| l["result"].clone())
+        .collect()
+}
+
 /// Not-ready connections by Ready reason in the last scrape.
 fn not_ready(s: &Scrapes) -> BTreeMap<String, f64> {
     s.after
@@ -583,8 +593,47 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
         up: false,
     };
 
+    // Drift: a parameter written around the operator (its tags left in place) is found by the
+    // next sweep and repaired.
+    let ns = namespace(&client, "alerts-drift").await;
+    let drift_prefix = format!("/{}", unique("a"));
+    let drifting = Operator::start(
+        &env,
+        &ns,
+        &drift_prefix,
+        &opts(&[("VCO_DRIFT_CHECK_INTERVAL", "2s")]),
+    )
+    .await;
+    env.apply(&ns, &onepassword("drifted", "access_token"));
+    let ssm = env.ssm().await;
+    let name = format!("{drift_prefix}/default/{ns}/drifted");
+    eventually(20, "the parameter to be written", || async {
+        ssm.get_parameter().name(&name).send().await.ok()
+    })
+    .await;
+    let before_drift = parse_scrape(&drifting.metrics_text().await);
+    ssm.put_parameter()
+        .name(&name)
+        .value("written around the operator")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("out-of-band write");
+    let drifted = eventually(30, "the drift to be found", || async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = Scrapes {
+            instance: "drifting".to_owned(),
+            before: before_drift.clone(),
+            after: parse_scrape(&drifting.metrics_text().await),
+            up: true,
+        };
+        (!drift_found(&s).is_empty() && not_ready(&s).is_empty()).then_some(s)
+    })
+    .await;
+
     // What the operator exports covers every metric the alerts and the dashboard use.
-    let exported: BTreeSet<String> = [&healthy, &throttled, &standby, &erroring]
+    let exported: BTreeSet<String> = [&healthy, &throttled, &standby, &erroring, &drifted]
         .iter()
         .flat_map(|s| s.after.iter().map(|(n, _, _)| n.clone()))
         .collect();
@@ -674,6 +723,25 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
                 "",
             ));
     }
+    let firing_drift: BTreeMap<&str, Vec<Value>> = BTreeMap::from([(
+        "VaultConnectionDriftFound",
+        drift_found(&drifted)
+            .iter()
+            .map(|result| {
+                expect(
+                    &rules,
+                    "VaultConnectionDriftFound",
+                    &[("result", result)],
+                    "",
+                )
+            })
+            .collect(),
+    )]);
+    assert_eq!(
+        drift_found(&drifted).into_iter().collect::<Vec<_>>(),
+        ["changed"],
+        "the drift this test means"
+    );
     let no_leader = BTreeMap::from([(
         "VaultConnectionOperatorNoLeader",
         vec![expect(&rules, "VaultConnectionOperatorNoLeader", &[], "")],
@@ -696,6 +764,8 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
             case("SSM unreachable", &[&erroring], &firing_errors, 4),
             case("replicas up but none leads", &[&standby], &no_leader, 4),
             case("the operator's scrape fails", &[&down], &operator_down, 4),
+            // A security event: it fires on the first evaluation after the sweep found it.
+            case("a parameter written around the operator", &[&drifted], &firing_drift, 0),
         ],
     });
     let tests_file = scratch.write("tests.yaml", &serde_yaml::to_string(&tests).unwrap());

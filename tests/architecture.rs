@@ -5,12 +5,13 @@
 use std::path::Path;
 
 /// The pure core: files that decide without I/O.
-const CORE: [&str; 6] = [
+const CORE: [&str; 7] = [
     "src/validation.rs",
     "src/document.rs",
     "src/status.rs",
     "src/reason.rs",
     "src/tiers.rs",
+    "src/ownership.rs",
     "src/reconcile/plan.rs",
 ];
 

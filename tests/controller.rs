@@ -293,6 +293,11 @@ async fn an_unchanged_secret_and_a_restart_write_nothing() {
     w.wait_reason("idle", "Synced").await;
 
     // Touch the Secret without changing its data: a reconcile, but no write.
+    let synced = "reason=\"Synced\"";
+    tokio::time::sleep(Duration::from_secs(1)).await; // our own status patch is reconciled too
+    let before = op
+        .metric("vault_connection_operator_reconciles_total", synced)
+        .await;
     let patch = serde_json::json!({"metadata": {"annotations": {"touched": "yes"}}});
     w.secrets()
         .patch("idle-creds", &PatchParams::default(), &Patch::Merge(&patch))
@@ -304,10 +309,17 @@ async fn an_unchanged_secret_and_a_restart_write_nothing() {
         1,
         "no write for unchanged data"
     );
-    let gets_before = op.ssm_calls("GetParameter").await;
-    assert!(
-        gets_before >= 2,
-        "the touch was reconciled (GetParameter {gets_before})"
+    eventually(10, "the touch to be reconciled", || async {
+        let now = op
+            .metric("vault_connection_operator_reconciles_total", synced)
+            .await;
+        (now > before).then_some(())
+    })
+    .await;
+    assert_eq!(
+        op.ssm_calls("GetParameter").await,
+        0,
+        "what the operator wrote itself is never decrypted to be compared"
     );
 
     op.kill();
@@ -728,7 +740,12 @@ async fn a_parameter_that_is_not_ours_is_never_overwritten() {
     let _op = w.operator().await;
     one_password(&w, "taken", "ops_x").await;
     let vc = w.wait_reason("taken", "ParameterNotOwned").await;
-    assert!(ready(&vc).unwrap().2.contains("will not overwrite"));
+    assert!(
+        ready(&vc)
+            .unwrap()
+            .2
+            .contains("will not read, overwrite or delete")
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(w.read("taken").await, Some(("someone else's".into(), 1)));
 

@@ -52,7 +52,8 @@ spec: {vaultType: onepassword, credentialsSecretRef: {name: missing}}
     .await;
     for family in [
         r#"vault_connection_operator_ssm_calls_total{operation="PutParameter",outcome="success"} 1"#,
-        r#"vault_connection_operator_ssm_calls_total{operation="GetParameter",outcome="not_found"}"#,
+        // The create's read-back of its version and time, without decryption.
+        r#"vault_connection_operator_ssm_calls_total{operation="GetParameters",outcome="success"} 1"#,
         r#"vault_connection_operator_reconciles_total{reason="Synced"}"#,
         r#"vault_connection_operator_reconciles_total{reason="SecretNotFound"}"#,
         "vault_connection_operator_reconcile_duration_seconds_bucket{le=",
