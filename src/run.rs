@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
-use crate::lease::{self, Election};
+use crate::lease::{self, Election, Fence};
 use crate::metrics::Metrics;
 use crate::reconcile::{Shared, run_scope};
 use crate::ssm::Ssm;
@@ -72,9 +72,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "starting"
     );
 
-    let lost = if args.leader_election {
+    let (lost, fence) = if args.leader_election {
         match lease::elect(client.clone(), &args, &metrics, shutdown.clone()).await? {
-            Election::Leading(lost) => Some(lost),
+            Election::Leading(lost, fence) => {
+                // Writes start once this replica sees its own Lease, not before.
+                tokio::select! {
+                    () = fence.opened() => {}
+                    () = shutdown.clone() => { server.abort(); return Ok(()); }
+                }
+                (Some(lost), fence)
+            }
             Election::ShutDown => {
                 server.abort();
                 return Ok(());
@@ -82,18 +89,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     } else {
         metrics.set_leader(true);
-        None
+        (None, Fence::open())
     };
-    let stop = {
-        let (lost, shutdown) = (lost.clone(), shutdown.clone());
-        async move {
-            match lost {
-                Some(lost) => drop(futures::future::select(shutdown, lost).await),
-                None => shutdown.await,
-            }
-        }
-        .shared()
-    };
+    let ssm = ssm.fenced(fence);
 
     let verification = match args.verification() {
         None => None,
@@ -122,7 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let pending = Arc::new(AtomicUsize::new(scopes.len()));
     let controllers = scopes.into_iter().map(|scope| {
-        let (store, controller) = run_scope(shared.clone(), scope.clone(), stop.clone());
+        let (store, controller) = run_scope(shared.clone(), scope.clone(), shutdown.clone());
         lock(&stores).push(store.clone());
         let (client, metrics, pending) = (client.clone(), metrics.clone(), pending.clone());
         tokio::spawn(async move {
@@ -134,14 +132,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         controller
     });
-    futures::future::join_all(controllers).await;
-    server.abort();
-    if let Some(lost) = lost
-        && lost.peek().is_some()
-    {
-        // Exit non-zero so the pod restarts and rejoins as a standby.
-        anyhow::bail!("lost leadership; stopped reconciling");
+    let all = futures::future::join_all(controllers);
+    match lost {
+        // SIGTERM: the controllers finish the reconciles in flight, then stop.
+        None => drop(all.await),
+        // A lost Lease: stop at once. Dropping the controllers cancels every reconcile in
+        // flight; the fence already refuses any write they would start.
+        Some(lost) => {
+            tokio::select! {
+                _ = all => {}
+                () = lost => {
+                    server.abort();
+                    // Exit non-zero so the pod restarts and rejoins as a standby.
+                    anyhow::bail!("lost leadership; stopped reconciling and cancelled the work in flight");
+                }
+            }
+        }
     }
+    server.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -203,10 +211,17 @@ async fn ssm_client(args: &RunArgs, metrics: Metrics) -> Ssm {
         .operation_attempt_timeout(args.ssm_timeout)
         .operation_timeout(args.ssm_timeout * 3)
         .build();
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
+    // The pod's name in every request's user agent (`app/<pod>`), so CloudTrail names the
+    // replica that made each call.
+    let app = std::env::var("POD_NAME")
+        .ok()
+        .and_then(|pod| aws_config::AppName::new(pod).ok())
+        .or_else(|| aws_config::AppName::new(crate::ownership::MANAGED_BY).ok());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    if let Some(app) = app {
+        loader = loader.app_name(app);
+    }
+    let aws = loader.load().await;
     Ssm::new(
         aws_sdk_ssm::Client::new(&aws),
         args.ssm_write_rate,

@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::document::Tier;
+use crate::lease::Fence;
 use crate::metrics::Metrics;
 
 /// Why an SSM call failed, by class. Each maps to a condition reason.
@@ -45,6 +46,12 @@ pub enum SsmError {
         op: &'static str,
         /// AWS error code.
         code: String,
+    },
+    /// This replica no longer holds the leader Lease (or cannot renew it): nothing was sent.
+    #[error("SSM {op} was not sent: this replica no longer holds the leader Lease")]
+    NotLeader {
+        /// The SSM operation.
+        op: &'static str,
     },
     /// Anything else (network, 5xx, limits): reported, retried with backoff.
     #[error("SSM {op} failed ({code})")]
@@ -147,6 +154,7 @@ pub struct Ssm {
     writes: Arc<DefaultDirectRateLimiter>,
     reads: Arc<DefaultDirectRateLimiter>,
     metrics: Metrics,
+    fence: Fence,
 }
 
 /// SSM tags from a tag map (a tag's builder fails only without key or value, which a map entry
@@ -186,6 +194,22 @@ impl Ssm {
             writes: Arc::new(limiter(write_rate)),
             reads: Arc::new(limiter(read_rate)),
             metrics,
+            fence: Fence::open(),
+        }
+    }
+
+    /// The same client, writing and deleting only while `fence` holds: checked right before
+    /// each call, so a replica that lost the leader Lease starts no write or delete.
+    pub fn fenced(self, fence: Fence) -> Ssm {
+        Ssm { fence, ..self }
+    }
+
+    fn may_write(&self, op: &'static str) -> Result<(), SsmError> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            self.metrics.ssm_call(op, "fenced");
+            Err(SsmError::NotLeader { op })
         }
     }
 
@@ -398,6 +422,7 @@ impl Ssm {
         let mut attempt = 0;
         loop {
             self.writes.until_ready().await;
+            self.may_write("PutParameter")?;
             let result = self
                 .client
                 .put_parameter()
@@ -438,6 +463,7 @@ impl Ssm {
         name: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), SsmError> {
+        self.may_write("AddTagsToResource")?;
         let result = self
             .client
             .add_tags_to_resource()
@@ -454,6 +480,7 @@ impl Ssm {
 
     /// Deletes a parameter; not-found counts as done.
     pub async fn delete(&self, name: &str) -> Result<(), SsmError> {
+        self.may_write("DeleteParameter")?;
         let result = self.client.delete_parameter().name(name).send().await;
         self.record("DeleteParameter", &result);
         match result {

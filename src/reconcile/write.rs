@@ -23,7 +23,7 @@ pub fn reason_of(e: &SsmError) -> Reason {
         SsmError::Throttled { .. } => Reason::Throttled,
         SsmError::AccessDenied { .. } => Reason::AccessDenied,
         SsmError::Kms { .. } => Reason::KmsKeyError,
-        SsmError::Other { .. } => Reason::SyncFailed,
+        SsmError::NotLeader { .. } | SsmError::Other { .. } => Reason::SyncFailed,
     }
 }
 
