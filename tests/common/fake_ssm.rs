@@ -1,0 +1,210 @@
+//! SSM endpoints that misbehave in ways the emulator cannot be made to: one that answers every
+//! call with an AWS error, an address where nothing listens, and a proxy in front of the
+//! emulator that answers a planned number of calls of an operation with a fault.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// An AWS JSON error answer: `__type` KIND with HTTP STATUS.
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = format!(r#"{{"__type":"{kind}","message":"{message}"}}"#);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        "application/x-amz-json-1.1"
+            .parse()
+            .expect("a header value"),
+    );
+    response
+}
+
+/// An SSM endpoint that answers every call with the AWS JSON error `code` (HTTP 400), as SSM
+/// does for throttling, denied access or an unusable KMS key.
+pub async fn answering(code: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, Infallible>(aws_error(
+                        StatusCode::BAD_REQUEST,
+                        code,
+                        "answered by the test",
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A loopback URL where nothing listens: a service that is down.
+pub fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", super::operator::free_port())
+}
+
+/// A fault to answer instead of forwarding.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Throttling,
+    TooManyUpdates,
+    ServerError,
+}
+
+/// An HTTP proxy in front of the SSM emulator that answers a planned number of calls of an
+/// operation with a fault and counts every call (with its time).
+#[derive(Clone)]
+pub struct FaultProxy {
+    calls: Arc<Mutex<Vec<(String, Instant)>>>,
+    plan: Arc<Mutex<Vec<(String, Fault, usize)>>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to UPSTREAM; returns it and its URL.
+    pub async fn start(upstream: String) -> (FaultProxy, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("address");
+        let proxy = FaultProxy {
+            calls: Arc::default(),
+            plan: Arc::default(),
+        };
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (p, upstream) = (p.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (p, upstream) = (p.clone(), upstream.clone());
+                        async move { Ok::<_, Infallible>(p.handle(req, &upstream).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (proxy, format!("http://{addr}"))
+    }
+
+    /// Answers the next `times` calls of `op` with `fault`.
+    pub fn inject(&self, op: &str, fault: Fault, times: usize) {
+        self.plan
+            .lock()
+            .expect("plan")
+            .push((op.to_owned(), fault, times));
+    }
+
+    /// How many calls of `op` arrived.
+    pub fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .filter(|(o, _)| o == op)
+            .count()
+    }
+
+    /// The most calls of `op` within any one-second window.
+    pub fn peak_per_second(&self, op: &str) -> usize {
+        let times: Vec<Instant> = self
+            .calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, t)| *t)
+            .collect();
+        times
+            .iter()
+            .map(|start| {
+                times
+                    .iter()
+                    .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    async fn handle(&self, req: Request<Incoming>, upstream: &str) -> Response<Full<Bytes>> {
+        let op = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        self.calls
+            .lock()
+            .expect("calls")
+            .push((op.clone(), Instant::now()));
+        let fault = {
+            let mut plan = self.plan.lock().expect("plan");
+            plan.iter_mut()
+                .find(|(o, _, n)| *o == op && *n > 0)
+                .map(|(_, f, n)| {
+                    *n -= 1;
+                    *f
+                })
+        };
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if let Some(fault) = fault {
+            let (status, kind) = match fault {
+                Fault::Throttling => (StatusCode::BAD_REQUEST, "ThrottlingException"),
+                Fault::TooManyUpdates => (StatusCode::BAD_REQUEST, "TooManyUpdates"),
+                Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+            };
+            return aws_error(status, kind, "injected by the test");
+        }
+        forward(upstream, parts, body).await
+    }
+}
+
+async fn forward(
+    upstream: &str,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let host = upstream.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("emulator reachable");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake with the emulator");
+    tokio::spawn(conn);
+    let mut req = Request::from_parts(parts, Full::new(body));
+    req.headers_mut()
+        .insert("host", host.parse().expect("a host header"));
+    let response = sender.send_request(req).await.expect("emulator answers");
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Response::from_parts(parts, Full::new(body))
+}
