@@ -37,7 +37,7 @@ pub mod world;
 
 use std::path::PathBuf;
 
-pub use env::TestEnv;
+pub use env::{PrivateEnv, TestEnv};
 pub use fixtures::{Connection, Credentials, Object};
 pub use operator::{CLUSTER, Operator, Options};
 pub use process::{Output, run};
@@ -117,49 +117,4 @@ impl TestEnv {
     pub fn get() -> TestEnv {
         TestEnv::live().expect("the test environment is running (hack/testenv.sh up)")
     }
-}
-
-/// A private environment that fails the test when it cannot start (the kit's
-/// [`env::PrivateEnv`] skips instead).
-pub struct PrivateEnv {
-    /// The environment.
-    pub env: TestEnv,
-    inner: env::PrivateEnv,
-}
-
-impl PrivateEnv {
-    /// Starts a private environment.
-    pub fn up(name: &str) -> PrivateEnv {
-        let inner = env::PrivateEnv::up(name).expect("the test environment is up");
-        PrivateEnv {
-            env: inner.env.clone(),
-            inner,
-        }
-    }
-
-    /// `hack/testenv.sh ACTION COMPONENT`.
-    pub fn component(&self, action: &str, component: &str) {
-        self.inner.component(action, component);
-    }
-}
-
-/// YAML for `n` 1Password connections `c0`… with their labelled Secrets (token `ops_{tag}{i}`).
-pub fn one_password_connections(n: usize, tag: &str) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"apiVersion: v1
-kind: Secret
-metadata: {{name: c{i}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{access_token: "ops_{tag}{i}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: c{i}}}
-spec: {{vaultType: onepassword, credentialsSecretRef: {{name: c{i}}}}}
----
-"#
-            )
-        })
-        .collect()
 }
