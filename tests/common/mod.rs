@@ -102,19 +102,3 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-
-// ---- the harness before the kit: kept while tests move to the kit, removed when the last has ----
-
-pub use operator::http_get;
-pub use world::{install_crd, namespace};
-
-/// The operator's options under their old name.
-pub type OperatorOptions = Options;
-
-impl TestEnv {
-    /// The environment, or a test failure saying how to start it (the kit's [`TestEnv::live`]
-    /// skips instead).
-    pub fn get() -> TestEnv {
-        TestEnv::live().expect("the test environment is running (hack/testenv.sh up)")
-    }
-}
