@@ -29,7 +29,9 @@ pub fn skip<T>(needs: &str) -> Option<T> {
         !required(),
         "{test} needs {needs}, and VCO_REQUIRE_TESTENV=1 forbids skipping"
     );
-    let _ = writeln!(std::io::stderr(), "skipped {test}: needs {needs}");
+    // One write, so the line is not cut by the harness's own output from other threads.
+    let line = format!("skipped {test}: needs {needs}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
     None
 }
 
