@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -77,7 +77,7 @@ impl Fence {
         let api: Api<Lease> = Api::namespaced(client, namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let task = async move {
-            let mut events = watcher::watcher(api, config).boxed();
+            let mut events = watcher::watcher(api, config).default_backoff().boxed();
             while let Some(event) = events.next().await {
                 match event {
                     Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
@@ -198,7 +198,10 @@ mod tests {
         let (tx, rx) = watch::channel(Some(until));
         let fence = Fence(Some(rx));
         assert!(fence.holds());
-        tx.send_replace(Fence::until(&lease("me", now - Duration::from_secs(14), 15), "me"));
+        tx.send_replace(Fence::until(
+            &lease("me", now - Duration::from_secs(14), 15),
+            "me",
+        ));
         assert!(!fence.holds(), "within the margin of expiry: no new write");
         tx.send_replace(None);
         assert!(!fence.holds(), "lost or deleted");

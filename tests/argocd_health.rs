@@ -1,11 +1,15 @@
 //! The Argo CD health check shipped with the chart (docs/argocd-health.lua) gives the verdicts the
 //! chart's README promises, evaluated as Argo CD evaluates it: by gopher-lua (Lua 5.1) with only
-//! the libraries Argo CD opens, through the `vco-ecosystem argocd-health` helper. The same
-//! script is run over live objects in tests/ecosystem_status.rs.
+//! the libraries Argo CD opens, through the `vco-ecosystem argocd-health` helper (built by
+//! `hack/testenv.sh install`; no cluster needed). The same script is run over live objects in
+//! tests/ecosystem_status.rs.
 
-mod ecosystem;
+mod common;
 
 use serde_json::{Value, json};
+
+use common::Scratch;
+use common::ecosystem::Ecosystem;
 
 fn connection(generation: i64, status: Value) -> Value {
     json!({
@@ -50,14 +54,23 @@ fn with_kstatus(ready: &str, reason: &str, stalled: bool, reconciling: bool) -> 
     })
 }
 
-fn check(name: &str, obj: Value, status: &str, message: Option<&str>) -> Option<String> {
-    let got = ecosystem::argocd_health(&obj);
+fn check(
+    eco: &Ecosystem,
+    name: &str,
+    obj: Value,
+    status: &str,
+    message: Option<&str>,
+) -> Option<String> {
+    let got = eco.argocd_health(&obj);
     let ok = got.status == status && message.is_none_or(|m| got.message == m);
     (!ok).then(|| format!("{name}: got {got:?}, want {status} {message:?}"))
 }
 
 #[test]
 fn argo_cd_health_check_maps_ready_only_statuses_to_health() {
+    let Some(eco) = Ecosystem::find() else {
+        return;
+    };
     let cases = [
         (
             "a Ready connection is Healthy with the Ready message",
@@ -171,13 +184,16 @@ fn argo_cd_health_check_maps_ready_only_statuses_to_health() {
     ];
     let failures: Vec<String> = cases
         .into_iter()
-        .filter_map(|(name, obj, status, message)| check(name, obj, status, message))
+        .filter_map(|(name, obj, status, message)| check(&eco, name, obj, status, message))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn argo_cd_health_check_follows_stalled_and_reconciling_over_the_reason() {
+    let Some(eco) = Ecosystem::find() else {
+        return;
+    };
     let cases = [
         (
             "Stalled=True is Degraded even for a reason the old table calls transient",
@@ -212,41 +228,31 @@ fn argo_cd_health_check_follows_stalled_and_reconciling_over_the_reason() {
     ];
     let failures: Vec<String> = cases
         .into_iter()
-        .filter_map(|(name, obj, status, message)| check(name, obj, status, message))
+        .filter_map(|(name, obj, status, message)| check(&eco, name, obj, status, message))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn the_health_check_runs_without_the_libraries_argo_cd_leaves_out() {
+    let Some(eco) = Ecosystem::find() else {
+        return;
+    };
     // The evaluator really withholds them: a script using the string library fails there, so a
     // passing health check proves ours does not depend on it.
-    let dir = std::env::temp_dir().join(format!("vco-lua-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("uses-string.lua");
-    std::fs::write(&script, "return { status = string.upper(\"healthy\") }\n").unwrap();
-    let mut child = std::process::Command::new(ecosystem::tool("vco-ecosystem"))
-        .arg("argocd-health")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(connection(1, Value::Null).to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(!out.status.success(), "string library must be absent");
+    let scratch = Scratch::new("vco-lua");
+    let script = scratch.write(
+        "uses-string.lua",
+        "return { status = string.upper(\"healthy\") }\n",
+    );
+    let script = script.to_str().expect("UTF-8 path");
+    let out = eco.run(&["argocd-health", script], &connection(1, Value::Null));
+    assert!(!out.success, "string library must be absent");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("non-table object(nil) with key 'upper'"),
+        out.stderr
+            .contains("non-table object(nil) with key 'upper'"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
 }
 

@@ -7,10 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{
-    Operator, OperatorOptions, PrivateEnv, eventually, install_crd, namespace,
-    one_password_connections, unique,
-};
+use common::{Operator, Options, PrivateEnv, World, eventually};
 
 const N: usize = 30;
 
@@ -80,21 +77,20 @@ async fn checked(op: &Operator) -> f64 {
 #[tokio::test]
 async fn at_rest_and_after_a_restart_nothing_is_read_but_parameter_versions() {
     // A private API server: its request counts are this test's alone.
-    let private = PrivateEnv::up("at-rest");
-    let env = &private.env;
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "rest").await;
-    let prefix = format!("/{}", unique("rest"));
-    let opts = OperatorOptions {
-        env: vec![
-            ("VCO_DRIFT_CHECK_INTERVAL".into(), "2s".into()),
-            ("VCO_DEFAULT_TIER".into(), "enterprise".into()),
-            ("VCO_SSM_WRITE_RATE".into(), "100".into()),
-        ],
+    let Some(private) = PrivateEnv::up("at-rest") else {
+        return;
     };
-    let mut op = Operator::start(env, &ns, &prefix, &opts).await;
-    env.apply(&ns, &one_password_connections(N, "rest"));
+    let w = World::on(&private.env, "rest").await;
+    let client = &w.client;
+    let opts = Options::new()
+        .env("VCO_DRIFT_CHECK_INTERVAL", "2s")
+        .env("VCO_DEFAULT_TIER", "enterprise")
+        .env("VCO_SSM_WRITE_RATE", "100");
+    let mut op = w.operator_with(opts.clone()).await;
+    for i in 0..N {
+        w.one_password(&format!("c{i}"), &format!("ops_rest{i}"))
+            .await;
+    }
     eventually(60, "every connection to be checked by a sweep", || async {
         (checked(&op).await >= N as f64).then_some(())
     })
@@ -102,12 +98,12 @@ async fn at_rest_and_after_a_restart_nothing_is_read_but_parameter_versions() {
 
     // At rest: three sweeps, and nothing else.
     let (api0, gets0, batches0) = (
-        requests(&client).await,
+        requests(client).await,
         op.ssm_calls("GetParameter").await,
         op.ssm_calls("GetParameters").await,
     );
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let api1 = requests(&client).await;
+    let api1 = requests(client).await;
     let reads = delta(&api1, &api0, &["GET", "LIST"]);
     let writes = delta(
         &api1,
@@ -131,15 +127,15 @@ async fn at_rest_and_after_a_restart_nothing_is_read_but_parameter_versions() {
 
     // A restart: one batched version check per ten connections; no Secret read, no write.
     op.kill();
-    let api2 = requests(&client).await;
-    let op = Operator::start(env, &ns, &prefix, &opts).await;
+    let api2 = requests(client).await;
+    let op = w.operator_with(opts).await;
     eventually(
         30,
         "the restarted operator to check every connection",
         || async { (checked(&op).await >= N as f64).then_some(()) },
     )
     .await;
-    let api3 = requests(&client).await;
+    let api3 = requests(client).await;
     let reads = delta(&api3, &api2, &["GET", "LIST"]);
     let writes = delta(
         &api3,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use vault_connection_operator::api::crd_yaml;
 
-use common::{TestEnv, install_crd, namespace, repo, run};
+use common::{TestEnv, World, repo, run};
 
 #[test]
 fn committed_crd_files_match_the_generated_crd() {
@@ -26,10 +26,12 @@ fn committed_crd_files_match_the_generated_crd() {
 
 #[tokio::test]
 async fn crd_is_accepted_and_becomes_established() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await; // panics unless Established within 30 s
-    let (ok, out, err) = run(env
+    // The World installs the CRD and fails unless it is Established within 30 s.
+    let Some(w) = World::new("crd").await else {
+        return;
+    };
+    let (ok, out, err) = run(w
+        .env
         .command("kubectl")
         .args(["api-resources", "--api-group=vaultconnections.io"]));
     assert!(ok, "{err}");
@@ -61,32 +63,30 @@ fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn every_example_is_accepted_by_a_server_side_dry_run() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "examples").await;
+    let Some(w) = World::new("examples").await else {
+        return;
+    };
     let files = yaml_files(&repo().join("examples"));
     assert_eq!(files.len(), 3, "one example per provider");
     for file in files {
-        let (ok, err) = dry_run(&env, &ns, &file);
+        let (ok, err) = dry_run(&w.env, &w.ns, &file);
         assert!(ok, "{} was rejected: {err}", file.display());
     }
 }
 
 #[tokio::test]
 async fn invalid_examples_that_admission_can_catch_are_rejected_naming_the_field() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "invalid").await;
+    let Some(w) = World::new("invalid").await else {
+        return;
+    };
     let mut rejected = 0;
     for file in yaml_files(&repo().join("examples/invalid")) {
-        let text = std::fs::read_to_string(&file).unwrap();
+        let text = std::fs::read_to_string(&file).expect("readable example");
         let admission = text
             .lines()
             .find_map(|l| l.strip_prefix("# admission: "))
             .unwrap_or_else(|| panic!("{} lacks an '# admission:' line", file.display()));
-        let (ok, err) = dry_run(&env, &ns, &file);
+        let (ok, err) = dry_run(&w.env, &w.ns, &file);
         match admission.strip_prefix("rejects ") {
             Some(field) => {
                 assert!(!ok, "{} should be rejected by admission", file.display());
@@ -105,8 +105,10 @@ async fn invalid_examples_that_admission_can_catch_are_rejected_naming_the_field
 
 #[tokio::test]
 async fn kubectl_explain_shows_the_field_docs() {
-    let env = TestEnv::get();
-    install_crd(&env.kube().await).await;
+    let Some(w) = World::new("explain").await else {
+        return;
+    };
+    let env = &w.env;
     // The API server publishes the CRD's OpenAPI a moment after it is Established.
     let mut last = String::new();
     for _ in 0..60 {
@@ -127,10 +129,9 @@ async fn kubectl_explain_shows_the_field_docs() {
 
 #[tokio::test]
 async fn the_server_applies_the_defaults() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "defaults").await;
+    let Some(w) = World::new("defaults").await else {
+        return;
+    };
     // Raw JSON without deletionPolicy and secretPath, so only the server can default them.
     let raw = serde_json::json!({
         "apiVersion": "vaultconnections.io/v1alpha1",
@@ -142,7 +143,7 @@ async fn the_server_applies_the_defaults() {
             "infisical": {"projectId": "p", "environment": "prod"}
         }
     });
-    let stored = create_raw(&env, &ns, &raw);
+    let stored = create_raw(&w.env, &w.ns, &raw);
     assert_eq!(stored["spec"]["deletionPolicy"], "Delete");
     assert_eq!(stored["spec"]["infisical"]["secretPath"], "/");
 }
@@ -150,26 +151,10 @@ async fn the_server_applies_the_defaults() {
 /// Creates an object from raw JSON with kubectl (so no client-side defaults apply) and returns
 /// the object as the server stored it.
 fn create_raw(env: &TestEnv, ns: &str, raw: &serde_json::Value) -> serde_json::Value {
-    use std::io::Write;
-    let mut child = env
-        .command("kubectl")
-        .args(["create", "-n", ns, "-o", "json", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(raw.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = env.kubectl_with_input(
+        &["create", "-n", ns, "-o", "json", "-f", "-"],
+        &raw.to_string(),
     );
-    serde_json::from_slice(&out.stdout).expect("kubectl printed JSON")
+    assert!(out.success, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("kubectl printed JSON")
 }

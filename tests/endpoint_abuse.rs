@@ -7,28 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    Operator, OperatorOptions, TestEnv, eventually, http_get, install_crd, namespace, unique,
-};
+use common::operator::http_get;
+use common::{World, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The server's default connection cap (`ServeLimits::default().max_connections`).
 const CAP: usize = 256;
-
-async fn operator(prefix: &str) -> Operator {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, prefix).await;
-    Operator::start(
-        &env,
-        &ns,
-        &format!("/{}", unique(prefix)),
-        &OperatorOptions::default(),
-    )
-    .await
-}
 
 /// Resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -77,8 +62,11 @@ fn closed_by_server(stream: &TcpStream) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_idle_connections_leave_healthz_and_metrics_answering_in_bounded_memory() {
     const IDLE: usize = 3000;
+    let Some(w) = World::new("idle-flood").await else {
+        return;
+    };
     rlimit::increase_nofile_limit(IDLE as u64 + 1000).expect("raise this test's descriptor limit");
-    let op = operator("idle-flood").await;
+    let op = w.operator().await;
     // Many containers get 1024 descriptors: without a cap, idle connections exhaust them.
     limit_fds(op.pid(), 1024);
     let addr = op.metrics.trim_start_matches("http://").to_owned();
@@ -138,7 +126,10 @@ async fn thousands_of_idle_connections_leave_healthz_and_metrics_answering_in_bo
 
 #[tokio::test]
 async fn a_slowloris_that_never_finishes_its_headers_is_closed_after_the_header_timeout() {
-    let op = operator("slowloris").await;
+    let Some(w) = World::new("slowloris").await else {
+        return;
+    };
+    let op = w.operator().await;
     let addr = op.metrics.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.expect("connect");
     stream
@@ -180,7 +171,10 @@ async fn a_slowloris_that_never_finishes_its_headers_is_closed_after_the_header_
 
 #[tokio::test]
 async fn running_out_of_file_descriptors_pauses_the_server_instead_of_ending_it() {
-    let op = operator("emfile").await;
+    let Some(w) = World::new("emfile").await else {
+        return;
+    };
+    let op = w.operator().await;
     let pid = op.pid();
     let addr = op.metrics.trim_start_matches("http://").to_owned();
     // Room for a few connections only, so accept fails with EMFILE long before the cap.

@@ -11,14 +11,14 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use common::{TestEnv, namespace, unique};
+use common::{TestEnv, World, eventually, unique};
 
 #[tokio::test]
 async fn kube_apiserver_stores_and_returns_a_secret() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    let ns = namespace(&client, "env").await;
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let Some(w) = World::new("env").await else {
+        return;
+    };
+    let secrets = w.secrets();
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some("probe".into()),
@@ -43,7 +43,9 @@ async fn kube_apiserver_stores_and_returns_a_secret() {
 
 #[tokio::test]
 async fn ssm_emulator_stores_and_decrypts_a_secure_string() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::live() else {
+        return;
+    };
     let ssm = env.ssm().await;
     let name = format!("/testenv/{}", unique("probe"));
     ssm.put_parameter()
@@ -69,17 +71,15 @@ async fn ssm_emulator_stores_and_decrypts_a_secure_string() {
 
 #[tokio::test]
 async fn kube_apiserver_enforces_rbac_for_unprivileged_users() {
-    let env = TestEnv::get();
-    let out = env
-        .command("kubectl")
-        .args(["auth", "can-i", "list", "secrets", "--as=nobody", "-A"])
-        .output()
-        .expect("run kubectl");
+    let Some(env) = TestEnv::live() else {
+        return;
+    };
+    let out = env.kubectl(&["auth", "can-i", "list", "secrets", "--as=nobody", "-A"]);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.stdout.trim(),
         "no",
         "RBAC must deny an unbound user (stderr: {})",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
 }
 
@@ -88,10 +88,11 @@ async fn a_deleted_namespace_is_emptied_and_really_goes_away() {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::DeleteParams;
 
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    let ns = namespace(&client, "env-delete").await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let Some(w) = World::new("env-delete").await else {
+        return;
+    };
+    let (client, ns) = (&w.client, &w.ns);
+    let secrets = w.secrets();
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some("content".into()),
@@ -107,12 +108,12 @@ async fn a_deleted_namespace_is_emptied_and_really_goes_away() {
     // kube-controller-manager's namespace controller deletes the content, then the namespace.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .delete(&ns, &DeleteParams::default())
+        .delete(ns, &DeleteParams::default())
         .await
         .expect("delete namespace");
-    common::eventually(60, "the namespace to be gone", || async {
+    eventually(60, "the namespace to be gone", || async {
         namespaces
-            .get_opt(&ns)
+            .get_opt(ns)
             .await
             .expect("get namespace")
             .is_none()

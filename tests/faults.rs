@@ -3,88 +3,50 @@
 //! operator killed in the middle of a batch of writes. Each prints what it measured.
 
 mod common;
-mod ssm_proxy;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
-use vault_connection_operator::api::VaultConnection;
 use vault_connection_operator::status::ready_reason;
 
-use ssm_proxy::{Fault, SsmProxy};
+use common::fake_ssm::{Fault, SsmProxy};
+use common::{Connection, Credentials, Options, PrivateEnv, World, cond, eventually};
 
-use common::{
-    Operator, OperatorOptions, PrivateEnv, TestEnv, eventually, install_crd, namespace,
-    one_password_connections, unique,
-};
-
-async fn rotate(client: &kube::Client, ns: &str, i: usize, tag: &str) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({"stringData": {"access_token": format!("ops_{tag}{i}")}});
-    secrets
-        .patch(
-            &format!("c{i}"),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .expect("rotate");
+/// Connections `c0`… `c{n-1}`, each with its labelled Secret holding `ops_{tag}{i}`.
+async fn connections(w: &World, n: usize, tag: &str) {
+    for i in 0..n {
+        let name = format!("c{i}");
+        w.apply(Credentials::secret(&name).token(&format!("ops_{tag}{i}")))
+            .await;
+        w.apply(Connection::onepassword(&name)).await;
+    }
 }
 
-/// (value, version) of every parameter under `prefix`, by connection name.
-async fn parameters(ssm: &aws_sdk_ssm::Client, prefix: &str) -> BTreeMap<String, (String, i64)> {
-    let mut out = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = match ssm
-            .get_parameters_by_path()
-            .path(prefix)
-            .recursive(true)
-            .with_decryption(true)
-            .set_next_token(token.take())
-            .send()
-            .await
-        {
-            Ok(page) => page,
-            Err(_) => return out, // emulator down: nothing readable
-        };
-        for p in page.parameters.unwrap_or_default() {
-            let name = p.name.unwrap_or_default();
-            let short = name.rsplit('/').next().unwrap_or_default().to_owned();
-            let token =
-                serde_json::from_str::<serde_json::Value>(p.value.as_deref().unwrap_or("{}"))
-                    .ok()
-                    .and_then(|v| v["access_token"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-            out.insert(short, (token, p.version));
-        }
-        token = page.next_token;
-        if token.is_none() {
-            return out;
-        }
-    }
+/// Rotates `c{i}` to `ops_{tag}{i}`.
+async fn rotate(w: &World, i: usize, tag: &str) {
+    w.rotate(&format!("c{i}"), "access_token", &format!("ops_{tag}{i}"))
+        .await;
+}
+
+/// (access token, version) of every parameter of the namespace, by connection name.
+async fn parameters(w: &World) -> BTreeMap<String, (String, i64)> {
+    let path = common::ssm::namespace_path(&w.prefix, &w.ns);
+    common::ssm::tokens_under(&w.ssm, &path).await
 }
 
 /// Waits until every connection `c0..c{n-1}` holds `expected(i)` in SSM and reports Ready.
 async fn converged(
-    env: &TestEnv,
-    client: &kube::Client,
-    ns: &str,
-    prefix: &str,
+    w: &World,
     n: usize,
     secs: u64,
     expected: impl Fn(usize) -> String,
 ) -> BTreeMap<String, (String, i64)> {
-    let ssm = env.ssm().await;
-    let vcs: Api<VaultConnection> = Api::namespaced(client.clone(), ns);
+    let vcs = w.vcs();
     eventually(
         secs,
         "every connection to hold its latest credentials and be Ready",
         || async {
-            let params = parameters(&ssm, prefix).await;
+            let params = parameters(w).await;
             let all_stored = (0..n).all(|i| {
                 params
                     .get(&format!("c{i}"))
@@ -107,42 +69,28 @@ async fn converged(
 
 #[tokio::test]
 async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_the_truth() {
-    let private = PrivateEnv::up("ssm-outage");
-    let env = &private.env;
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "outage").await;
-    let prefix = format!("/{}", unique("outage"));
-    let opts = OperatorOptions {
-        env: vec![
-            ("VCO_DRIFT_CHECK_INTERVAL".into(), "3s".into()),
-            ("VCO_SSM_TIMEOUT".into(), "1s".into()),
-        ],
+    let Some(private) = PrivateEnv::up("ssm-outage") else {
+        return;
     };
-    let _op = Operator::start(env, &ns, &prefix, &opts).await;
+    let w = World::on(&private.env, "outage").await;
+    let _op = w
+        .operator_with(
+            Options::new()
+                .env("VCO_DRIFT_CHECK_INTERVAL", "3s")
+                .env("VCO_SSM_TIMEOUT", "1s"),
+        )
+        .await;
     let n = 5;
-    env.apply(&ns, &one_password_connections(n, "v1-"));
-    converged(env, &client, &ns, &prefix, n, 30, |i| format!("ops_v1-{i}")).await;
+    connections(&w, n, "v1-").await;
+    converged(&w, n, 30, |i| format!("ops_v1-{i}")).await;
 
     // Outage without state loss: the emulator is frozen; two Secrets rotate meanwhile.
     private.component("pause", "moto");
     let down = Instant::now();
-    rotate(&client, &ns, 0, "v2-").await;
-    rotate(&client, &ns, 1, "v2-").await;
-    let vcs: Api<VaultConnection> = Api::namespaced(client.clone(), &ns);
-    let vc = eventually(30, "status to report the failed sync", || async {
-        let vc = vcs.get("c0").await.ok()?;
-        (ready_reason(&vc) == Some("SyncFailed")).then_some(vc)
-    })
-    .await;
-    let message = vc
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message;
+    rotate(&w, 0, "v2-").await;
+    rotate(&w, 1, "v2-").await;
+    let vc = w.wait_reason("c0", "SyncFailed").await;
+    let (_, _, message) = cond(&vc, "Ready");
     assert!(
         message.contains("Timeout"),
         "status names the failure: {message}"
@@ -156,7 +104,7 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
             format!("ops_v1-{i}")
         }
     };
-    let params = converged(env, &client, &ns, &prefix, n, 60, latest).await;
+    let params = converged(&w, n, 60, latest).await;
     println!(
         "outage (frozen emulator) recovered {:?} after it began",
         down.elapsed()
@@ -169,7 +117,7 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
     // Outage with state loss: the emulator restarts empty; the drift check recreates everything.
     let restarted = Instant::now();
     private.component("restart", "moto");
-    let params = converged(env, &client, &ns, &prefix, n, 60, latest).await;
+    let params = converged(&w, n, 60, latest).await;
     println!("emulator state loss repaired in {:?}", restarted.elapsed());
     assert!(
         params.values().all(|(_, v)| *v == 1),
@@ -179,26 +127,23 @@ async fn an_ssm_outage_with_and_without_state_loss_converges_and_status_tells_th
 
 #[tokio::test]
 async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot_loop() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "throttle").await;
-    let prefix = format!("/{}", unique("throttle"));
-    let (proxy, endpoint) = SsmProxy::start(env.ssm_endpoint.clone()).await;
+    let Some(w) = World::new("throttle").await else {
+        return;
+    };
+    let (proxy, endpoint) = SsmProxy::start(w.env.ssm_endpoint.clone()).await;
     // Three connections; every PutParameter attempt of the SDK's first round is throttled (the
     // SDK itself tries 3 times), then TooManyUpdates (retried by the operator), and the first
-    // reads (the look at a parameter, or the read-back after a write) fail with 500.
+    // reads (the read-back of a write, or a look at a parameter) fail with 500.
     proxy.inject("GetParameters", Fault::ServerError, 3);
     proxy.inject("PutParameter", Fault::Throttling, 9);
     proxy.inject("PutParameter", Fault::TooManyUpdates, 4);
-    let opts = OperatorOptions {
-        env: vec![("AWS_ENDPOINT_URL_SSM".into(), endpoint)],
-    };
     let started = Instant::now();
-    let op = Operator::start(&env, &ns, &prefix, &opts).await;
+    let op = w
+        .operator_with(Options::new().env("AWS_ENDPOINT_URL_SSM", endpoint))
+        .await;
     let n = 3;
-    env.apply(&ns, &one_password_connections(n, "t-"));
-    converged(&env, &client, &ns, &prefix, n, 90, |i| format!("ops_t-{i}")).await;
+    connections(&w, n, "t-").await;
+    converged(&w, n, 90, |i| format!("ops_t-{i}")).await;
     let took = started.elapsed();
 
     let puts = proxy.count("PutParameter");
@@ -224,22 +169,14 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
         "backoff spreads retries (no hot loop)"
     );
     // The throttled round reached status as a transient reason, then recovered.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let events = w.all_events().await;
     // AWS's message text never reaches users: errors are classified by their code alone.
-    let everything =
-        serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap();
+    let everything = serde_json::to_string(&events).expect("JSON");
     assert!(
         !everything.contains("injected by the test"),
         "AWS's message text reached an event"
     );
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons: Vec<String> = events.into_iter().filter_map(|e| e.reason).collect();
     assert!(
         reasons.iter().any(|r| r == "Throttled"),
         "a Throttled event was published: {reasons:?}"
@@ -256,25 +193,30 @@ async fn throttling_too_many_updates_and_5xx_are_retried_with_backoff_and_no_hot
 
 #[tokio::test]
 async fn watches_resume_after_the_control_plane_restarts_without_missing_a_rotation() {
-    let private = PrivateEnv::up("apiserver");
-    let env = &private.env;
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "restart").await;
-    let prefix = format!("/{}", unique("restart"));
-    let _op = Operator::start(env, &ns, &prefix, &OperatorOptions::default()).await;
-    env.apply(&ns, &one_password_connections(2, "a-"));
-    converged(env, &client, &ns, &prefix, 2, 30, |i| format!("ops_a-{i}")).await;
+    let Some(private) = PrivateEnv::up("apiserver") else {
+        return;
+    };
+    let w = World::on(&private.env, "restart").await;
+    let _op = w.operator().await;
+    connections(&w, 2, "a-").await;
+    converged(&w, 2, 30, |i| format!("ops_a-{i}")).await;
 
     // Rotate, and take the control plane down at once: the event may never be delivered.
-    rotate(&client, &ns, 0, "b-").await;
+    rotate(&w, 0, "b-").await;
     let began = Instant::now();
     private.component("stop", "kube-apiserver");
     private.component("restart", "etcd");
-    rotate_blocked(&client, &ns).await;
+    // While the API server is down, a write fails (and is not silently queued somewhere).
+    assert!(
+        w.secrets().get("c0").await.is_err(),
+        "the API server is really down"
+    );
     private.component("start", "kube-apiserver");
-    let client = env.kube().await;
-    converged(env, &client, &ns, &prefix, 2, 60, |i| {
+    let w = World {
+        client: w.env.kube().await,
+        ..w
+    };
+    converged(&w, 2, 60, |i| {
         if i == 0 {
             "ops_b-0".into()
         } else {
@@ -289,8 +231,8 @@ async fn watches_resume_after_the_control_plane_restarts_without_missing_a_rotat
 
     // And the resumed watch delivers the next rotation.
     let rotated = Instant::now();
-    rotate(&client, &ns, 1, "c-").await;
-    let params = converged(env, &client, &ns, &prefix, 2, 30, |i| {
+    rotate(&w, 1, "c-").await;
+    let params = converged(&w, 2, 30, |i| {
         if i == 0 {
             "ops_b-0".into()
         } else {
@@ -306,40 +248,35 @@ async fn watches_resume_after_the_control_plane_restarts_without_missing_a_rotat
     assert_eq!(params["c1"].1, 2);
 }
 
-/// While the API server is down, a write fails (and is not silently queued somewhere).
-async fn rotate_blocked(client: &kube::Client, ns: &str) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    assert!(
-        secrets.get("c0").await.is_err(),
-        "the API server is really down"
-    );
-}
-
 #[tokio::test]
 async fn sigkill_in_the_middle_of_a_batch_loses_nothing_and_adds_no_versions() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "sigkill").await;
-    let prefix = format!("/{}", unique("sigkill"));
-    // A slow write rate keeps writes in flight when the operator dies.
-    let opts = OperatorOptions {
-        env: vec![
-            ("VCO_SSM_WRITE_RATE".into(), "5".into()),
-            ("VCO_DEFAULT_TIER".into(), "enterprise".into()), // more than the team tier's 10
-        ],
+    let Some(w) = World::new("sigkill").await else {
+        return;
     };
+    // A slow write rate keeps writes in flight when the operator dies.
+    let opts = Options::new()
+        .env("VCO_SSM_WRITE_RATE", "5")
+        .env("VCO_DEFAULT_TIER", "enterprise"); // more than the team tier's 10
     let n = 30;
-    let mut op = Operator::start(&env, &ns, &prefix, &opts).await;
-    env.apply(&ns, &one_password_connections(n, "one-"));
+    let mut op = w.operator_with(opts.clone()).await;
+    // One `kubectl apply` for the whole batch, so the writes are in flight together.
+    let objects: Vec<common::Object> = (0..n)
+        .flat_map(|i| {
+            let name = format!("c{i}");
+            [
+                Credentials::secret(&name)
+                    .token(&format!("ops_one-{i}"))
+                    .into(),
+                Connection::onepassword(&name).into(),
+            ]
+        })
+        .collect();
+    w.apply_yaml(&common::fixtures::yaml(&objects));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     op.kill();
-    let mid = parameters(&env.ssm().await, &prefix).await.len();
-    let op2 = Operator::start(&env, &ns, &prefix, &opts).await;
-    let params = converged(&env, &client, &ns, &prefix, n, 60, |i| {
-        format!("ops_one-{i}")
-    })
-    .await;
+    let mid = parameters(&w).await.len();
+    let op2 = w.operator_with(opts.clone()).await;
+    let params = converged(&w, n, 60, |i| format!("ops_one-{i}")).await;
     println!("create batch: killed with {mid}/{n} written; all {n} Ready after restart");
     assert!(mid < n, "the kill really interrupted the batch ({mid}/{n})");
     assert!(
@@ -349,13 +286,13 @@ async fn sigkill_in_the_middle_of_a_batch_loses_nothing_and_adds_no_versions() {
     drop(op2);
 
     // The same in the middle of a rotation batch.
-    let mut op3 = Operator::start(&env, &ns, &prefix, &opts).await;
+    let mut op3 = w.operator_with(opts.clone()).await;
     for i in 0..n {
-        rotate(&client, &ns, i, "two-").await;
+        rotate(&w, i, "two-").await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     op3.kill();
-    let rotated = parameters(&env.ssm().await, &prefix)
+    let rotated = parameters(&w)
         .await
         .values()
         .filter(|(_, v)| *v >= 2)
@@ -364,11 +301,8 @@ async fn sigkill_in_the_middle_of_a_batch_loses_nothing_and_adds_no_versions() {
         rotated < n,
         "the kill really interrupted the rotation batch ({rotated}/{n})"
     );
-    let _op4 = Operator::start(&env, &ns, &prefix, &opts).await;
-    let params = converged(&env, &client, &ns, &prefix, n, 60, |i| {
-        format!("ops_two-{i}")
-    })
-    .await;
+    let _op4 = w.operator_with(opts).await;
+    let params = converged(&w, n, 60, |i| format!("ops_two-{i}")).await;
     let extra = params.values().filter(|(_, v)| *v > 2).count();
     println!(
         "rotation batch: killed with {rotated}/{n} rotated; {extra} parameter(s) with an extra version"

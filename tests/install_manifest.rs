@@ -1,10 +1,12 @@
 //! deploy/install.yaml, the chart rendered with its default values for people who do not use
 //! Helm: it is exactly what `hack/gen-install.sh` renders from the chart today, and a fresh API
-//! server takes it with `kubectl apply --server-side`, twice (as Argo CD and re-runs do).
+//! server takes it with `kubectl apply --server-side`, twice (as Argo CD and re-runs do). The
+//! first needs only the environment's helm; the second a private control plane.
 
 mod common;
 
-use common::{PrivateEnv, TestEnv, repo, run};
+use common::chart::Helm;
+use common::{PrivateEnv, repo, run};
 
 fn committed() -> String {
     std::fs::read_to_string(repo().join("deploy/install.yaml")).expect("deploy/install.yaml")
@@ -12,10 +14,14 @@ fn committed() -> String {
 
 #[test]
 fn the_install_manifest_is_the_chart_rendered_with_default_values() {
-    let env = TestEnv::get();
-    let (ok, rendered, err) = run(env
-        .command(repo().join("hack/gen-install.sh").to_str().unwrap())
-        .arg("--stdout"));
+    let Some(helm) = Helm::find() else {
+        return;
+    };
+    let (ok, rendered, err) = run(
+        std::process::Command::new(repo().join("hack/gen-install.sh"))
+            .arg("--stdout")
+            .env("HELM", helm.bin()),
+    );
     assert!(ok, "hack/gen-install.sh failed: {err}");
     assert!(
         rendered == committed(),
@@ -25,7 +31,9 @@ fn the_install_manifest_is_the_chart_rendered_with_default_values() {
 
 #[test]
 fn the_install_manifest_applies_server_side_to_a_fresh_cluster_and_again() {
-    let private = PrivateEnv::up("install-manifest");
+    let Some(private) = PrivateEnv::up("install-manifest") else {
+        return;
+    };
     let env = &private.env;
     let manifest = repo().join("deploy/install.yaml");
     let apply = || {
@@ -33,7 +41,7 @@ fn the_install_manifest_applies_server_side_to_a_fresh_cluster_and_again() {
             "apply",
             "--server-side",
             "-f",
-            manifest.to_str().unwrap(),
+            manifest.to_str().expect("UTF-8 path"),
         ]))
     };
     let (ok, out, err) = apply();

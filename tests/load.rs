@@ -3,83 +3,43 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use kube::Api;
-use kube::api::{ListParams, ObjectMeta, PostParams};
-use vault_connection_operator::api::{
-    CredentialsSecretRef, VaultConnection, VaultConnectionSpec, VaultType,
-};
+use kube::api::{ListParams, PostParams};
 use vault_connection_operator::status::ready_reason;
 
-use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, unique};
+use common::{Connection, Credentials, Options, World, eventually};
 
 const N: usize = 1000;
 const WRITE_RATE: u32 = 50;
 
 #[tokio::test]
 async fn a_thousand_connections_at_once_all_become_ready_with_minimal_ssm_calls() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "load").await;
-    let prefix = format!("/{}", unique("load"));
-    let opts = OperatorOptions {
-        env: vec![
-            ("VCO_SSM_WRITE_RATE".into(), WRITE_RATE.to_string()),
-            // Reads (one GetParameter per create) must not be the bottleneck here.
-            ("VCO_SSM_READ_RATE".into(), (2 * WRITE_RATE).to_string()),
-            ("VCO_DEFAULT_TIER".into(), "enterprise".into()),
-            ("VCO_LOG_LEVEL".into(), "info".into()),
-        ],
+    let Some(w) = World::new("load").await else {
+        return;
     };
-    let op = Operator::start(&env, &ns, &prefix, &opts).await;
+    let op = w
+        .operator_with(
+            Options::new()
+                .env("VCO_SSM_WRITE_RATE", WRITE_RATE.to_string())
+                // Reads (one GetParameter per create) must not be the bottleneck here.
+                .env("VCO_SSM_READ_RATE", (2 * WRITE_RATE).to_string())
+                .env("VCO_DEFAULT_TIER", "enterprise")
+                .env("VCO_LOG_LEVEL", "info"),
+        )
+        .await;
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let vcs: Api<VaultConnection> = Api::namespaced(client.clone(), &ns);
+    let (secrets, vcs) = (w.secrets(), w.vcs());
     let started = Instant::now();
     futures::stream::iter(0..N)
         .map(|i| {
             let (secrets, vcs) = (secrets.clone(), vcs.clone());
             async move {
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(format!("s{i}")),
-                        labels: Some(BTreeMap::from([(
-                            "vaultconnections.io/credentials".to_owned(),
-                            "true".to_owned(),
-                        )])),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(
-                        "access_token".to_owned(),
-                        ByteString(format!("ops_load{i}").into_bytes()),
-                    )])),
-                    ..Default::default()
-                };
-                secrets.create(&PostParams::default(), &secret).await?;
-                let vc = VaultConnection::new(
-                    &format!("c{i}"),
-                    VaultConnectionSpec {
-                        vault_type: VaultType::OnePassword,
-                        display_name: None,
-                        description: None,
-                        credentials_secret_ref: CredentialsSecretRef {
-                            name: format!("s{i}"),
-                            keys: None,
-                        },
-                        doppler: None,
-                        infisical: None,
-                        ssm: None,
-                        deletion_policy: Default::default(),
-                    },
-                );
-                vcs.create(&PostParams::default(), &vc).await.map(drop)
+                let secret = Credentials::secret(&format!("s{i}")).token(&format!("ops_load{i}"));
+                secrets.create(&PostParams::default(), &secret.0).await?;
+                let vc = Connection::onepassword(&format!("c{i}")).secret(&format!("s{i}"));
+                vcs.create(&PostParams::default(), &vc.0).await.map(drop)
             }
         })
         .buffer_unordered(16)
@@ -132,12 +92,9 @@ async fn a_thousand_connections_at_once_all_become_ready_with_minimal_ssm_calls(
         !metrics.contains("vault_connection_operator_reconcile_errors_total{"),
         "no reconcile failed"
     );
-    let events: Api<Event> = Api::namespaced(client, &ns);
-    let warnings: Vec<String> = events
-        .list(&ListParams::default())
+    let warnings: Vec<String> = w
+        .all_events()
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| e.type_.as_deref() == Some("Warning"))
         .filter_map(|e| e.reason)

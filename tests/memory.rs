@@ -4,11 +4,9 @@
 mod common;
 
 use futures::{StreamExt, stream};
-use kube::Api;
 use kube::api::PostParams;
-use vault_connection_operator::api::VaultConnection;
 
-use common::{Operator, OperatorOptions, PrivateEnv, eventually, install_crd, namespace, unique};
+use common::{Connection, PrivateEnv, World, eventually};
 
 /// Connections created, and the annotation bytes on each.
 const CONNECTIONS: usize = 400;
@@ -30,25 +28,20 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn padded_connections_do_not_inflate_the_operators_memory() {
     // A private environment: 80 MB of padding would slow every other test's API server.
-    let private = PrivateEnv::up("padded");
-    let env = &private.env;
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "padded").await;
-    let api: Api<VaultConnection> = Api::namespaced(client.clone(), &ns);
+    let Some(private) = PrivateEnv::up("padded") else {
+        return;
+    };
+    let w = World::on(&private.env, "padded").await;
+    let api = w.vcs();
     let padding = "x".repeat(PADDING);
     let created = stream::iter(0..CONNECTIONS)
         .map(|i| {
             let (api, padding) = (api.clone(), padding.clone());
             async move {
-                let vc: VaultConnection = serde_json::from_value(serde_json::json!({
-                    "apiVersion": "vaultconnections.io/v1alpha1",
-                    "kind": "VaultConnection",
-                    "metadata": {"name": format!("c{i}"), "annotations": {"padding": padding}},
-                    "spec": {"vaultType": "onepassword", "credentialsSecretRef": {"name": "absent"}},
-                }))
-                .expect("a valid object");
-                api.create(&PostParams::default(), &vc).await.is_ok()
+                let vc = Connection::onepassword(&format!("c{i}"))
+                    .secret("absent")
+                    .annotation("padding", &padding);
+                api.create(&PostParams::default(), &vc.0).await.is_ok()
             }
         })
         .buffer_unordered(8)
@@ -57,8 +50,7 @@ async fn padded_connections_do_not_inflate_the_operators_memory() {
         .await;
     assert_eq!(created, CONNECTIONS);
 
-    let prefix = format!("/{}", unique("padded"));
-    let op = Operator::start(env, &ns, &prefix, &OperatorOptions::default()).await;
+    let op = w.operator().await;
     eventually(120, "every connection to be reconciled", || async {
         let text = op.metrics_text().await;
         let done: f64 = text

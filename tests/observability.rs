@@ -5,41 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    Operator, OperatorOptions, TestEnv, eventually, http_get, install_crd, namespace, unique,
-};
+use common::operator::{free_port, http_get};
+use common::{Connection, Options, TestEnv, World, eventually, unique};
 
 #[tokio::test]
 async fn metrics_report_reconciles_ssm_calls_and_connections_by_condition() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "metrics").await;
-    let op = Operator::start(
-        &env,
-        &ns,
-        &format!("/{}", unique("metrics")),
-        &OperatorOptions::default(),
-    )
-    .await;
-    env.apply(
-        &ns,
-        r#"apiVersion: v1
-kind: Secret
-metadata: {name: good, labels: {vaultconnections.io/credentials: "true"}}
-stringData: {access_token: "ops_m"}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {name: good}
-spec: {vaultType: onepassword, credentialsSecretRef: {name: good}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {name: orphan}
-spec: {vaultType: onepassword, credentialsSecretRef: {name: missing}}
-"#,
-    );
+    let Some(w) = World::new("metrics").await else {
+        return;
+    };
+    let op = w.operator().await;
+    w.one_password("good", "ops_m").await;
+    w.apply(Connection::onepassword("orphan").secret("missing"))
+        .await;
     let text = eventually(20, "both connections in the metrics", || async {
         let text = op.metrics_text().await;
         (text.contains(r#"vault_connection_operator_connections{condition="Ready",status="True",reason="Synced"} 1"#)
@@ -61,30 +38,24 @@ spec: {vaultType: onepassword, credentialsSecretRef: {name: missing}}
     ] {
         assert!(text.contains(family), "missing {family:?} in:\n{text}");
     }
-    let health = http_get(&format!("{}/healthz", op.metrics)).await.unwrap();
-    assert_eq!(health.0, 200);
-    let ready = http_get(&format!("{}/readyz", op.metrics)).await.unwrap();
-    assert_eq!(ready.0, 200);
+    let health = http_get(&format!("{}/healthz", op.metrics)).await;
+    assert_eq!(health.map(|(code, _)| code), Some(200));
+    let ready = http_get(&format!("{}/readyz", op.metrics)).await;
+    assert_eq!(ready.map(|(code, _)| code), Some(200));
 }
 
 #[tokio::test]
 async fn readiness_waits_for_the_api_server_while_liveness_answers() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::live() else {
+        return;
+    };
     // A kubeconfig that points at a port where nothing listens.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = std::fs::read_to_string(&env.kubeconfig).unwrap();
+    let dead = free_port();
+    let text = std::fs::read_to_string(&env.kubeconfig).expect("the kubeconfig");
     let broken = with_server(&text, &format!("https://127.0.0.1:{dead}"));
-    let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("dead")));
-    std::fs::write(&path, broken).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let scratch = common::Scratch::new("dead");
+    let path = scratch.write("kubeconfig", &broken);
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
         .arg("run")
         .envs(env.child_env())
@@ -94,7 +65,7 @@ async fn readiness_waits_for_the_api_server_while_liveness_answers() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .expect("start the operator");
     let base = format!("http://127.0.0.1:{port}");
     let health = eventually(10, "/healthz to answer", || async {
         http_get(&format!("{base}/healthz")).await
@@ -102,35 +73,31 @@ async fn readiness_waits_for_the_api_server_while_liveness_answers() {
     .await;
     assert_eq!(health.0, 200, "alive");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ready = http_get(&format!("{base}/readyz")).await.unwrap();
-    assert_eq!(ready.0, 503, "not ready without an API server");
+    let ready = http_get(&format!("{base}/readyz")).await;
+    assert_eq!(
+        ready.map(|(code, _)| code),
+        Some(503),
+        "not ready without an API server"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
 
 #[tokio::test]
 async fn a_standby_replica_is_ready_while_it_waits_for_the_lease() {
-    let env = TestEnv::get();
-    let client = env.kube().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "standby").await;
-    let prefix = format!("/{}", unique("standby"));
-    let opts = OperatorOptions {
-        env: vec![
-            ("VCO_LEADER_ELECTION".into(), "true".into()),
-            ("VCO_LEASE_NAMESPACE".into(), ns.clone()),
-            ("VCO_LEASE_NAME".into(), unique("lease")),
-        ],
+    let Some(w) = World::new("standby").await else {
+        return;
     };
-    let leader = Operator::start(&env, &ns, &prefix, &opts).await;
+    let opts = Options::new().leader_election(&w.ns, &unique("lease"));
+    let leader = w.operator_with(opts.clone()).await;
     eventually(15, "the first replica to lead", || async {
-        leader.logs().contains("became leader").then_some(())
+        leader.leads().then_some(())
     })
     .await;
     // Operator::start returns only once /readyz answers 200.
-    let standby = Operator::start(&env, &ns, &prefix, &opts).await;
+    let standby = w.operator_with(opts).await;
     assert!(standby.logs().contains("standing by for leadership"));
-    assert!(!standby.logs().contains("became leader"));
+    assert!(!standby.leads());
     // The leader gauge tells them apart (the chart's no-leader alert sums it).
     let gauge = |text: String| {
         text.lines()

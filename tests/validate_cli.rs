@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::repo;
+use common::{Scratch, repo};
 
 fn validate(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vault-connection-operator"))
@@ -69,8 +69,7 @@ fn invalid_examples_give_exactly_their_expected_lines() {
 
 #[test]
 fn malformed_yaml_exits_2_with_its_location() {
-    let dir = std::env::temp_dir().join(common::unique("vco-validate"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("vco-validate");
     let file = dir.join("broken.yaml");
     std::fs::write(&file, "apiVersion: v1\nkind: [Secret\nmetadata: {}\n").unwrap();
     let (code, _, err) = validate(&["-f", file.to_str().unwrap()]);
@@ -209,10 +208,9 @@ fn validate_within(secs: u64, args: &[&str], stdin: Stdio) -> (Option<i32>, Stri
     )
 }
 
-/// A fresh directory holding one valid connection (`conn.yaml`).
-fn tree(prefix: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(common::unique(prefix));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh directory holding one valid connection (`conn.yaml`), removed when dropped.
+fn tree(prefix: &str) -> Scratch {
+    let dir = Scratch::new(prefix);
     std::fs::copy(
         repo().join("examples/onepassword.yaml"),
         dir.join("conn.yaml"),
@@ -367,8 +365,7 @@ fn kms_keys_are_checked_when_an_allow_list_is_given() {
     let text = "apiVersion: vaultconnections.io/v1alpha1\nkind: VaultConnection\n\
                 metadata: {name: c}\nspec:\n  vaultType: onepassword\n  \
                 credentialsSecretRef: {name: creds}\n  ssm: {kmsKeyId: alias/other-team}\n";
-    let dir = std::env::temp_dir().join(common::unique("vco-kms"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("vco-kms");
     let file = dir.join("kms.yaml");
     std::fs::write(&file, text).unwrap();
     let (code, _, err) = validate(&["-f", path(&file)]);

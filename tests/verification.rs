@@ -1,202 +1,99 @@
 //! Credential verification in the operator, end to end: an operator process against the real API
-//! server, the SSM emulator and the fake providers (tests/fake_providers). Each test checks what
-//! is written to SSM, the `Verified` and `Ready` conditions, and how many calls each provider
-//! received — the policy: a rejected credential is never stored and costs one attempt until the
-//! Secret or the spec changes; an unavailable provider does not block the write; an answer is
-//! never asked for again for the same credentials, across drift checks and restarts.
+//! server, the SSM emulator and the fake providers (tests/common/providers.rs). Each test checks
+//! what is written to SSM, the `Verified` and `Ready` conditions, and how many calls each
+//! provider received — the policy: a rejected credential is never stored and costs one attempt
+//! until the Secret or the spec changes; an unavailable provider does not block the write; an
+//! answer is never asked for again for the same credentials, across drift checks and restarts.
 
 mod common;
-mod fake_providers;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
-use vault_connection_operator::api::VaultConnection;
+use kube::api::ListParams;
+use serde_json::json;
 
-use common::{Operator, OperatorOptions, TestEnv, eventually, install_crd, namespace, unique};
-use fake_providers::*;
+use common::providers::*;
+use common::{Connection, Credentials, Operator, World, cond, condition, eventually};
 
 const CLIENT_ID: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
 
-struct World {
-    env: TestEnv,
-    client: kube::Client,
-    ssm: aws_sdk_ssm::Client,
-    ns: String,
-    prefix: String,
-    doppler: Fake,
-    infisical: Fake,
+/// The fakes, with one Infisical identity: CLIENT_ID, secret `right-secret`, reading `/` in
+/// environment `prod` of project `proj-1`.
+async fn providers() -> Providers {
+    let fakes = Providers::start().await;
+    fakes.infisical.add_identity(
+        CLIENT_ID,
+        Identity {
+            client_secret: "right-secret".into(),
+            project_id: "proj-1".into(),
+            environments: vec!["prod".into()],
+            paths: vec!["/".into()],
+        },
+    );
+    fakes
 }
 
-impl World {
-    async fn new(name: &str) -> World {
-        let env = TestEnv::get();
-        let client = env.kube().await;
-        install_crd(&client).await;
-        let ns = namespace(&client, name).await;
-        let ssm = env.ssm().await;
-        let infisical = Fake::infisical().await;
-        infisical.add_identity(
-            CLIENT_ID,
-            Identity {
-                client_secret: "right-secret".into(),
-                project_id: "proj-1".into(),
-                environments: vec!["prod".into()],
-                paths: vec!["/".into()],
-            },
-        );
-        World {
-            env,
-            client,
-            ssm,
-            ns,
-            prefix: format!("/{}", unique("v")),
-            doppler: Fake::doppler().await,
-            infisical,
-        }
-    }
-
-    fn options(&self, extra: &[(&str, &str)]) -> OperatorOptions {
-        let mut env = vec![
-            ("VCO_VERIFY_CREDENTIALS".to_owned(), "true".to_owned()),
-            (
-                "VCO_VERIFY_DOPPLER_URL".to_owned(),
-                self.doppler.url.clone(),
-            ),
-            (
-                "VCO_VERIFY_INFISICAL_URL".to_owned(),
-                self.infisical.url.clone(),
-            ),
-            (
-                "VCO_VERIFY_ALLOW_INSECURE_LOOPBACK".to_owned(),
-                "true".to_owned(),
-            ),
-            ("VCO_VERIFY_TIMEOUT".to_owned(), "2s".to_owned()),
-            ("VCO_VERIFY_RETRY_INTERVAL".to_owned(), "1s".to_owned()),
-            ("VCO_DRIFT_CHECK_INTERVAL".to_owned(), "2s".to_owned()),
-        ];
-        for (k, v) in extra {
-            env.retain(|(key, _)| key != k);
-            env.push(((*k).to_owned(), (*v).to_owned()));
-        }
-        OperatorOptions { env }
-    }
-
-    async fn operator(&self, extra: &[(&str, &str)]) -> Operator {
-        Operator::start(&self.env, &self.ns, &self.prefix, &self.options(extra)).await
-    }
-
-    fn vcs(&self) -> Api<VaultConnection> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn doppler_connection(&self, name: &str, token: &str, project: &str, config: &str) {
-        self.env.apply(
-            &self.ns,
-            &format!(
-                r#"apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{access_token: "{token}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: {name}}}
-spec:
-  vaultType: doppler
-  credentialsSecretRef: {{name: {name}}}
-  doppler: {{project: {project}, config: {config}}}
-"#
-            ),
-        );
-    }
-
-    fn infisical_connection(&self, name: &str, secret: &str, project: &str, environment: &str) {
-        self.env.apply(
-            &self.ns,
-            &format!(
-                r#"apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{client_id: "{CLIENT_ID}", client_secret: "{secret}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: {name}}}
-spec:
-  vaultType: infisical
-  credentialsSecretRef: {{name: {name}}}
-  infisical: {{projectId: {project}, environment: {environment}}}
-"#
-            ),
-        );
-    }
-
-    /// Waits until `condition` of `name` has `status` and `reason`; returns the object.
-    async fn wait_condition(
-        &self,
-        name: &str,
-        condition: &str,
-        status: &str,
-        reason: &str,
-    ) -> VaultConnection {
-        let api = self.vcs();
-        eventually(
-            30,
-            &format!("{name}: {condition}={status} ({reason})"),
-            || async {
-                let vc = api.get(name).await.ok()?;
-                let c = condition_of(&vc, condition)?;
-                (c.status == status && c.reason == reason).then_some(vc)
-            },
-        )
-        .await
-    }
-
-    async fn parameter_exists(&self, name: &str) -> bool {
-        self.ssm
-            .get_parameter()
-            .name(format!("{}/default/{}/{name}", self.prefix, self.ns))
-            .send()
-            .await
-            .is_ok()
-    }
-
-    async fn rotate(&self, secret: &str, key: &str, value: &str) {
-        let patch = serde_json::json!({ "stringData": { key: value } });
-        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
-            .patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("patch secret");
-    }
-
-    /// Makes the operator reconcile `name` again without changing spec or Secret.
-    async fn poke(&self, name: &str, n: usize) {
-        let patch = serde_json::json!({ "metadata": { "annotations": { "poke": n.to_string() } } });
-        self.vcs()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("annotate");
-    }
+/// An operator that verifies against the fakes.
+async fn operator(w: &World, fakes: &Providers) -> Operator {
+    w.operator_with(fakes.options()).await
 }
 
-fn condition_of<'a>(vc: &'a VaultConnection, t: &str) -> Option<&'a Condition> {
-    vc.status.as_ref()?.conditions.iter().find(|c| c.type_ == t)
+/// A Doppler connection NAME and its Secret NAME holding TOKEN.
+async fn doppler(w: &World, name: &str, token: &str, project: &str, config: &str) {
+    w.apply(Credentials::secret(name).token(token)).await;
+    w.apply(Connection::doppler(name).project(project).config(config))
+        .await;
+}
+
+/// An Infisical connection NAME and its Secret NAME holding CLIENT_ID and SECRET.
+async fn infisical(w: &World, name: &str, secret: &str, project: &str, environment: &str) {
+    w.apply(Credentials::secret(name).client(CLIENT_ID, secret))
+        .await;
+    w.apply(
+        Connection::infisical(name)
+            .project(project)
+            .environment(environment),
+    )
+    .await;
+}
+
+/// Makes the operator reconcile NAME again without changing spec or Secret.
+async fn poke(w: &World, name: &str, n: usize) {
+    w.patch(
+        name,
+        json!({ "metadata": { "annotations": { "poke": n.to_string() } } }),
+    )
+    .await;
+}
+
+/// (status, reason) of condition TYPE.
+fn status_reason(
+    vc: &vault_connection_operator::api::VaultConnection,
+    t: &str,
+) -> (String, String) {
+    let (status, reason, _) = cond(vc, t);
+    (status, reason)
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_credentials_are_stored_and_marked_verified_with_two_provider_calls() {
-    let w = World::new("vok").await;
-    w.doppler
+    let Some(w) = World::new("vok").await else {
+        return;
+    };
+    let fakes = providers().await;
+    fakes
+        .doppler
         .add_doppler_token("dp.st.prd.good", "backend", "prd");
-    let _op = w.operator(&[]).await;
-    w.doppler_connection("dp", "dp.st.prd.good", "backend", "prd");
-    let vc = w.wait_condition("dp", "Ready", "True", "Synced").await;
-    let verified = condition_of(&vc, "Verified").expect("a Verified condition");
+    let _op = operator(&w, &fakes).await;
+    doppler(&w, "dp", "dp.st.prd.good", "backend", "prd").await;
+    let vc = w
+        .wait_condition("dp", "Ready", Some("True"), "Synced")
+        .await;
+    let verified = condition(&vc, "Verified").expect("a Verified condition");
     assert_eq!(
         (verified.status.as_str(), verified.reason.as_str()),
         ("True", "Verified")
@@ -207,178 +104,187 @@ async fn accepted_credentials_are_stored_and_marked_verified_with_two_provider_c
         "{}",
         verified.message
     );
-    assert!(w.parameter_exists("dp").await);
-    assert_eq!(w.doppler.count(DOPPLER_ME), 1);
-    assert_eq!(w.doppler.count(DOPPLER_CONFIG), 1);
+    assert!(w.read("dp").await.is_some());
+    assert_eq!(fakes.doppler.count(DOPPLER_ME), 1);
+    assert_eq!(fakes.doppler.count(DOPPLER_CONFIG), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_credentials_are_never_stored_and_cost_one_login_until_the_secret_changes() {
-    let w = World::new("vrej").await;
-    let _op = w.operator(&[]).await;
-    w.infisical_connection("inf", "wrong-secret", "proj-1", "prod");
+    let Some(w) = World::new("vrej").await else {
+        return;
+    };
+    let fakes = providers().await;
+    let _op = operator(&w, &fakes).await;
+    infisical(&w, "inf", "wrong-secret", "proj-1", "prod").await;
     let vc = w
-        .wait_condition("inf", "Ready", "False", "CredentialsRejected")
+        .wait_condition("inf", "Ready", Some("False"), "CredentialsRejected")
         .await;
-    let ready = condition_of(&vc, "Ready").unwrap();
+    let (_, _, message) = cond(&vc, "Ready");
     assert!(
-        ready.message.contains("Infisical rejected")
-            && ready
-                .message
-                .contains("POST /api/v1/auth/universal-auth/login answered 401"),
-        "{}",
-        ready.message
+        message.contains("Infisical rejected")
+            && message.contains("POST /api/v1/auth/universal-auth/login answered 401"),
+        "{message}"
     );
-    let verified = condition_of(&vc, "Verified").unwrap();
     assert_eq!(
-        (verified.status.as_str(), verified.reason.as_str()),
-        ("False", "CredentialsRejected")
+        status_reason(&vc, "Verified"),
+        pair("False", "CredentialsRejected")
     );
-    let stalled = condition_of(&vc, "Stalled").expect("a Stalled condition");
+    assert!(condition(&vc, "Stalled").is_some(), "a Stalled condition");
     assert_eq!(
-        (stalled.status.as_str(), stalled.reason.as_str()),
-        ("True", "CredentialsRejected"),
+        status_reason(&vc, "Stalled"),
+        pair("True", "CredentialsRejected"),
         "a person must act"
     );
-    assert!(!w.parameter_exists("inf").await, "nothing written");
+    assert!(w.read("inf").await.is_none(), "nothing written");
 
     // Many reconciles later (pokes and 2 s drift checks), still one login.
     for n in 0..5 {
-        w.poke("inf", n).await;
+        poke(&w, "inf", n).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        w.infisical.count(INFISICAL_LOGIN),
+        fakes.infisical.count(INFISICAL_LOGIN),
         1,
         "exactly one login attempt"
     );
-    assert!(!w.parameter_exists("inf").await);
+    assert!(w.read("inf").await.is_none());
 
     // Rotating the Secret to the right secret fixes it, with one more login.
     w.rotate("inf", "client_secret", "right-secret").await;
-    let vc = w.wait_condition("inf", "Ready", "True", "Synced").await;
-    assert_eq!(condition_of(&vc, "Verified").unwrap().status, "True");
-    assert!(w.parameter_exists("inf").await);
-    assert_eq!(w.infisical.count(INFISICAL_LOGIN), 2);
+    let vc = w
+        .wait_condition("inf", "Ready", Some("True"), "Synced")
+        .await;
+    assert_eq!(cond(&vc, "Verified").0, "True");
+    assert!(w.read("inf").await.is_some());
+    assert_eq!(fakes.infisical.count(INFISICAL_LOGIN), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_project_config_or_environment_is_rejected_at_the_read_check() {
-    let w = World::new("vscope").await;
-    w.doppler
+    let Some(w) = World::new("vscope").await else {
+        return;
+    };
+    let fakes = providers().await;
+    fakes
+        .doppler
         .add_doppler_token("dp.st.prd.scoped", "backend", "prd");
-    let _op = w.operator(&[]).await;
-    w.doppler_connection("dp-config", "dp.st.prd.scoped", "backend", "dev");
-    w.infisical_connection("inf-env", "right-secret", "proj-1", "staging");
-    w.infisical_connection("inf-project", "right-secret", "proj-2", "prod");
+    let _op = operator(&w, &fakes).await;
+    doppler(&w, "dp-config", "dp.st.prd.scoped", "backend", "dev").await;
+    infisical(&w, "inf-env", "right-secret", "proj-1", "staging").await;
+    infisical(&w, "inf-project", "right-secret", "proj-2", "prod").await;
     for (name, endpoint) in [
         ("dp-config", "GET /v3/configs/config answered 403"),
         ("inf-env", "GET /api/v4/secrets answered 404"),
         ("inf-project", "GET /api/v4/secrets answered 403"),
     ] {
         let vc = w
-            .wait_condition(name, "Ready", "False", "CredentialsRejected")
+            .wait_condition(name, "Ready", Some("False"), "CredentialsRejected")
             .await;
-        let message = &condition_of(&vc, "Ready").unwrap().message;
+        let (_, _, message) = cond(&vc, "Ready");
         assert!(message.contains(endpoint), "{name}: {message}");
-        assert!(!w.parameter_exists(name).await, "{name}: nothing written");
+        assert!(w.read(name).await.is_none(), "{name}: nothing written");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_provider_does_not_block_the_write_and_is_asked_again_later() {
-    let w = World::new("v429").await;
-    w.doppler
+    let Some(w) = World::new("v429").await else {
+        return;
+    };
+    let fakes = providers().await;
+    fakes
+        .doppler
         .add_doppler_token("dp.st.prd.busy", "backend", "prd");
-    w.doppler.fail_next(429, 1);
-    let _op = w.operator(&[]).await;
-    w.doppler_connection("dp", "dp.st.prd.busy", "backend", "prd");
-    let vc = w.wait_condition("dp", "Ready", "True", "Synced").await;
-    assert!(w.parameter_exists("dp").await, "written while unverified");
-    let verified = condition_of(&vc, "Verified").unwrap();
-    if verified.status == "Unknown" {
-        assert_eq!(verified.reason, "ProviderUnavailable");
+    fakes.doppler.fail_next(429, 1);
+    let _op = operator(&w, &fakes).await;
+    doppler(&w, "dp", "dp.st.prd.busy", "backend", "prd").await;
+    let vc = w
+        .wait_condition("dp", "Ready", Some("True"), "Synced")
+        .await;
+    assert!(w.read("dp").await.is_some(), "written while unverified");
+    let (status, reason, _) = cond(&vc, "Verified");
+    if status == "Unknown" {
+        assert_eq!(reason, "ProviderUnavailable");
     }
-    w.wait_condition("dp", "Verified", "True", "Verified").await;
-    assert_eq!(w.doppler.count(DOPPLER_ME), 2, "the 429, then the retry");
-    assert_eq!(w.doppler.count(DOPPLER_CONFIG), 1);
+    w.wait_condition("dp", "Verified", Some("True"), "Verified")
+        .await;
+    assert_eq!(
+        fakes.doppler.count(DOPPLER_ME),
+        2,
+        "the 429, then the retry"
+    );
+    assert_eq!(fakes.doppler.count(DOPPLER_CONFIG), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_provider_does_not_block_the_write_and_leaves_verified_unknown() {
-    let w = World::new("vdown").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let nowhere = format!("http://127.0.0.1:{port}");
-    let _op = w
-        .operator(&[
-            ("VCO_VERIFY_INFISICAL_URL", &nowhere),
-            ("VCO_VERIFY_RETRY_INTERVAL", "1h"),
-        ])
+    let Some(w) = World::new("vdown").await else {
+        return;
+    };
+    let fakes = providers().await;
+    let options = fakes
+        .options()
+        .env("VCO_VERIFY_INFISICAL_URL", common::fake_ssm::nowhere())
+        .env("VCO_VERIFY_RETRY_INTERVAL", "1h");
+    let _op = w.operator_with(options).await;
+    infisical(&w, "inf", "right-secret", "proj-1", "prod").await;
+    let vc = w
+        .wait_condition("inf", "Ready", Some("True"), "Synced")
         .await;
-    w.infisical_connection("inf", "right-secret", "proj-1", "prod");
-    let vc = w.wait_condition("inf", "Ready", "True", "Synced").await;
-    let vc = if condition_of(&vc, "Verified").is_some() {
+    let vc = if condition(&vc, "Verified").is_some() {
         vc
     } else {
-        w.wait_condition("inf", "Verified", "Unknown", "ProviderUnavailable")
+        w.wait_condition("inf", "Verified", Some("Unknown"), "ProviderUnavailable")
             .await
     };
-    let verified = condition_of(&vc, "Verified").unwrap();
+    let (status, reason, message) = cond(&vc, "Verified");
     assert_eq!(
-        (verified.status.as_str(), verified.reason.as_str()),
+        (status.as_str(), reason.as_str()),
         ("Unknown", "ProviderUnavailable")
     );
-    assert!(
-        verified.message.contains("could not be reached"),
-        "{}",
-        verified.message
-    );
-    assert!(w.parameter_exists("inf").await);
+    assert!(message.contains("could not be reached"), "{message}");
+    assert!(w.read("inf").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_password_is_stored_with_verification_not_available() {
-    let w = World::new("vop").await;
-    let _op = w.operator(&[]).await;
-    w.env.apply(
-        &w.ns,
-        r#"apiVersion: v1
-kind: Secret
-metadata: {name: op, labels: {vaultconnections.io/credentials: "true"}}
-stringData: {access_token: "ops_abc"}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {name: op}
-spec: {vaultType: onepassword, credentialsSecretRef: {name: op}}
-"#,
-    );
-    let vc = w.wait_condition("op", "Ready", "True", "Synced").await;
-    let verified = condition_of(&vc, "Verified").unwrap();
+    let Some(w) = World::new("vop").await else {
+        return;
+    };
+    let fakes = providers().await;
+    let _op = operator(&w, &fakes).await;
+    w.one_password("op", "ops_abc").await;
+    let vc = w
+        .wait_condition("op", "Ready", Some("True"), "Synced")
+        .await;
+    let (status, reason, message) = cond(&vc, "Verified");
     assert_eq!(
-        (verified.status.as_str(), verified.reason.as_str()),
+        (status.as_str(), reason.as_str()),
         ("Unknown", "VerificationNotSupported")
     );
-    assert!(verified.message.contains("not available for 1Password"));
+    assert!(message.contains("not available for 1Password"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_checks_and_restarts_never_ask_the_provider_again() {
-    let w = World::new("vrestart").await;
-    w.doppler
+    let Some(w) = World::new("vrestart").await else {
+        return;
+    };
+    let fakes = providers().await;
+    fakes
+        .doppler
         .add_doppler_token("dp.st.prd.kept", "backend", "prd");
-    let mut op = w.operator(&[]).await;
-    w.doppler_connection("dp", "dp.st.prd.kept", "backend", "prd");
-    w.infisical_connection("inf", "wrong-secret", "proj-1", "prod");
-    w.wait_condition("dp", "Verified", "True", "Verified").await;
-    w.wait_condition("inf", "Ready", "False", "CredentialsRejected")
+    let mut op = operator(&w, &fakes).await;
+    doppler(&w, "dp", "dp.st.prd.kept", "backend", "prd").await;
+    infisical(&w, "inf", "wrong-secret", "proj-1", "prod").await;
+    w.wait_condition("dp", "Verified", Some("True"), "Verified")
         .await;
-    let before = (w.doppler.calls().len(), w.infisical.calls().len());
+    w.wait_condition("inf", "Ready", Some("False"), "CredentialsRejected")
+        .await;
+    let calls = || (fakes.doppler.calls().len(), fakes.infisical.calls().len());
+    let before = calls();
     assert_eq!(before, (2, 1));
     // Several 2 s drift checks.
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -387,30 +293,23 @@ async fn drift_checks_and_restarts_never_ask_the_provider_again() {
         "the operator kept reconciling"
     );
     op.kill();
-    let op = w.operator(&[]).await;
+    let op = operator(&w, &fakes).await;
     // The new process reconciles both connections, then its drift sweeps (every 2 s) check the
     // parameter in SSM without reconciling again.
     eventually(20, "the restarted operator to reconcile", || async {
-        op.logs()
-            .matches("\"reconciled\"")
-            .count()
-            .ge(&2)
-            .then_some(())
+        (op.logs().matches("\"reconciled\"").count() >= 2).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        (w.doppler.calls().len(), w.infisical.calls().len()),
+        calls(),
         before,
         "no provider call after drift checks and a restart"
     );
-    let vc = w.vcs().get("dp").await.unwrap();
-    assert_eq!(condition_of(&vc, "Verified").unwrap().status, "True");
-    let vc = w.vcs().get("inf").await.unwrap();
-    assert_eq!(
-        condition_of(&vc, "Ready").unwrap().reason,
-        "CredentialsRejected"
-    );
+    let vc = w.vcs().get("dp").await.expect("dp");
+    assert_eq!(cond(&vc, "Verified").0, "True");
+    let vc = w.vcs().get("inf").await.expect("inf");
+    assert_eq!(cond(&vc, "Ready").1, "CredentialsRejected");
 }
 
 /// Distinctive credential values, each sent through a verification path.
@@ -423,10 +322,13 @@ const CANARIES: [&str; 4] = [
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_credential_reaches_status_events_or_trace_logs_on_any_verification_path() {
-    let w = World::new("vleak").await;
+    let Some(w) = World::new("vleak").await else {
+        return;
+    };
+    let fakes = providers().await;
     let id = |n: u8| format!("3c90c3cc-0d44-4b50-8888-00000000000{n}");
     for (n, secret) in [(0, CANARIES[0]), (2, CANARIES[2])] {
-        w.infisical.add_identity(
+        fakes.infisical.add_identity(
             &id(n),
             Identity {
                 client_secret: secret.into(),
@@ -436,47 +338,43 @@ async fn no_credential_reaches_status_events_or_trace_logs_on_any_verification_p
             },
         );
     }
-    w.doppler
-        .add_doppler_token(&format!("dp.st.prd.{}", CANARIES[3]), "p", "c");
-    w.doppler.fail_next(429, 1);
+    let busy = format!("dp.st.prd.{}", CANARIES[3]);
+    fakes.doppler.add_doppler_token(&busy, "p", "c");
+    fakes.doppler.fail_next(429, 1);
     let op = w
-        .operator(&[("VCO_LOG_LEVEL", "trace,vault_connection_operator=trace")])
-        .await;
-    let infisical = |name: &str, id: &str, secret: &str, env: &str| {
-        format!(
-            r#"apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, labels: {{vaultconnections.io/credentials: "true"}}}}
-stringData: {{client_id: "{id}", client_secret: "{secret}"}}
----
-apiVersion: vaultconnections.io/v1alpha1
-kind: VaultConnection
-metadata: {{name: {name}}}
-spec:
-  vaultType: infisical
-  credentialsSecretRef: {{name: {name}}}
-  infisical: {{projectId: proj-1, environment: {env}}}
-"#
+        .operator_with(
+            fakes
+                .options()
+                .env("VCO_LOG_LEVEL", "trace,vault_connection_operator=trace"),
         )
-    };
+        .await;
     // Accepted; rejected at login (the fake echoes the secret in its 401 body); rejected at the
     // read; rate limited, then accepted.
-    w.env
-        .apply(&w.ns, &infisical("ok", &id(0), CANARIES[0], "prod"));
-    w.env
-        .apply(&w.ns, &infisical("bad", &id(9), CANARIES[1], "prod"));
-    w.env
-        .apply(&w.ns, &infisical("env", &id(2), CANARIES[2], "dev"));
-    w.doppler_connection("busy", &format!("dp.st.prd.{}", CANARIES[3]), "p", "c");
-    w.wait_condition("ok", "Verified", "True", "Verified").await;
-    w.wait_condition("bad", "Ready", "False", "CredentialsRejected")
+    for (name, n, secret, env) in [
+        ("ok", 0, CANARIES[0], "prod"),
+        ("bad", 9, CANARIES[1], "prod"),
+        ("env", 2, CANARIES[2], "dev"),
+    ] {
+        w.apply(Credentials::secret(name).client(&id(n), secret))
+            .await;
+        w.apply(
+            Connection::infisical(name)
+                .project("proj-1")
+                .environment(env),
+        )
         .await;
-    w.wait_condition("env", "Ready", "False", "CredentialsRejected")
+    }
+    doppler(&w, "busy", &busy, "p", "c").await;
+    w.wait_condition("ok", "Verified", Some("True"), "Verified")
         .await;
-    w.wait_condition("busy", "Verified", "True", "Verified")
+    w.wait_condition("bad", "Ready", Some("False"), "CredentialsRejected")
+        .await;
+    w.wait_condition("env", "Ready", Some("False"), "CredentialsRejected")
+        .await;
+    w.wait_condition("busy", "Verified", Some("True"), "Verified")
         .await;
 
-    let seen = format!("{:?}{:?}", w.infisical.calls(), w.doppler.calls());
+    let seen = format!("{:?}{:?}", fakes.infisical.calls(), fakes.doppler.calls());
     for c in CANARIES {
         assert!(seen.contains(c), "{c} was sent to its provider");
     }
@@ -484,13 +382,12 @@ spec:
         .vcs()
         .list(&ListParams::default())
         .await
-        .unwrap()
+        .expect("list connections")
         .items
         .into_iter()
         .map(|vc| vc.status)
         .collect();
-    let events: Api<Event> = Api::namespaced(w.client.clone(), &w.ns);
-    let events = events.list(&ListParams::default()).await.unwrap().items;
+    let events = w.all_events().await;
     assert!(
         events
             .iter()
@@ -504,8 +401,8 @@ spec:
         "verification calls were logged"
     );
     for (channel, text) in [
-        ("status", serde_json::to_string(&statuses).unwrap()),
-        ("events", serde_json::to_string(&events).unwrap()),
+        ("status", serde_json::to_string(&statuses).expect("JSON")),
+        ("events", serde_json::to_string(&events).expect("JSON")),
         ("operator logs", logs),
         ("/metrics", op.metrics_text().await),
     ] {

@@ -1,15 +1,15 @@
-//! Credential verification against local fake providers (tests/fake_providers): each verdict —
+//! Credential verification against local fake providers (tests/common/providers.rs): each verdict —
 //! accepted, rejected at each check, unavailable for each cause, not supported — the calls each
 //! one makes, that credentials go nowhere but the configured host, and the leak canary: no
 //! credential reaches a verdict message or any log line, even at trace level for every crate,
 //! although the fakes echo credentials in their bodies.
 
-mod fake_providers;
+mod common;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use fake_providers::*;
+use common::providers::*;
 use secrecy::SecretString;
 use vault_connection_operator::api::VaultType;
 use vault_connection_operator::validation::Provider;

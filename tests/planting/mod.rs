@@ -1,5 +1,6 @@
-//! Planted credentials for the leak checks of `validate`, shared by `tests/properties.rs` and the
-//! fuzz target (`fuzz/fuzz_targets/validate_yaml.rs`), so both judge a leak the same way.
+//! Planted credentials for the leak checks of `validate`, shared by the property tests
+//! (`tests/core_properties.rs`, `tests/validate_properties.rs`) and the fuzz target
+//! (`fuzz/fuzz_targets/validate_yaml.rs`), so both judge a leak the same way.
 //!
 //! Generated or fuzzed text writes [`PLACEHOLDER`] where a credential may go; [`plant`] turns it
 //! into the [`CANARY`]. Printing the canary is a leak when it stands only where credentials live

@@ -1,8 +1,8 @@
-//! An HTTP proxy in front of the SSM emulator: it sees every call the operator makes, so tests
-//! count them independently of the operator's own metrics (by operation, by parameter, and
-//! whether the call decrypts), answer a planned number of calls with a fault, or hold calls of an
-//! operation for a while before forwarding them.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! SSM endpoints that misbehave in ways the emulator cannot be made to: one that answers every
+//! call with an AWS error, an address where nothing listens, and a proxy in front of the
+//! emulator that sees every call the operator makes — so tests count them independently of the
+//! operator's own metrics (by operation, by parameter, and whether the call decrypts) — and can
+//! answer a planned number of calls of an operation with a fault, or hold calls for a while.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,51 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+
+/// An AWS JSON error answer: `__type` KIND with HTTP STATUS.
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = format!(r#"{{"__type":"{kind}","message":"{message}"}}"#);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        "application/x-amz-json-1.1"
+            .parse()
+            .expect("a header value"),
+    );
+    response
+}
+
+/// An SSM endpoint that answers every call with the AWS JSON error `code` (HTTP 400), as SSM
+/// does for throttling, denied access or an unusable KMS key.
+pub async fn answering(code: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, Infallible>(aws_error(
+                        StatusCode::BAD_REQUEST,
+                        code,
+                        "answered by the test",
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A loopback URL where nothing listens: a service that is down.
+pub fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", super::operator::free_port())
+}
 
 /// A fault to answer instead of forwarding.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +78,8 @@ pub struct Call {
     pub names: Vec<String>,
     /// Whether the request asks for decryption (`WithDecryption: true`).
     pub decrypts: bool,
+    /// The caller's user agent (the operator's names its pod: `app/<pod>`).
+    pub user_agent: String,
     /// When it arrived.
     pub at: Instant,
 }
@@ -46,10 +93,19 @@ pub struct SsmProxy {
 }
 
 impl SsmProxy {
-    /// Starts a proxy to `upstream` (`http://host:port`); returns it and its endpoint.
+    /// Starts a proxy to `upstream` (`http://host:port`) on loopback; returns it and its
+    /// endpoint.
     pub async fn start(upstream: String) -> (SsmProxy, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        SsmProxy::start_on("127.0.0.1", upstream).await
+    }
+
+    /// Starts a proxy to `upstream` listening on `host` (e.g. the node's bridge address, for
+    /// pods); returns it and its endpoint.
+    pub async fn start_on(host: &str, upstream: String) -> (SsmProxy, String) {
+        let listener = tokio::net::TcpListener::bind((host, 0))
+            .await
+            .expect("bind a port for the proxy");
+        let addr = listener.local_addr().expect("address");
         let proxy = SsmProxy::default();
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -76,13 +132,13 @@ impl SsmProxy {
     pub fn inject(&self, op: &str, fault: Fault, times: usize) {
         self.plan
             .lock()
-            .unwrap()
+            .expect("plan")
             .push((op.to_owned(), fault, times));
     }
 
     /// Holds every later call of `op` for `delay` before forwarding it (`Duration::ZERO` ends it).
     pub fn delay(&self, op: &str, delay: Duration) {
-        let mut delays = self.delays.lock().unwrap();
+        let mut delays = self.delays.lock().expect("delays");
         delays.retain(|(o, _)| o != op);
         if !delay.is_zero() {
             delays.push((op.to_owned(), delay));
@@ -91,7 +147,7 @@ impl SsmProxy {
 
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
+        self.calls.lock().expect("calls").clone()
     }
 
     /// How many calls of `op` arrived.
@@ -143,6 +199,11 @@ impl SsmProxy {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or("?")
             .to_owned();
+        let user_agent = ["x-amz-user-agent", "user-agent"]
+            .iter()
+            .filter_map(|h| req.headers().get(*h)?.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(" ");
         let (parts, body) = req.into_parts();
         let body = body
             .collect()
@@ -161,14 +222,15 @@ impl SsmProxy {
                 .flatten()
                 .filter_map(|n| n.as_str().map(str::to_owned)),
         );
-        self.calls.lock().unwrap().push(Call {
+        self.calls.lock().expect("calls").push(Call {
             op: op.clone(),
             names,
             decrypts: json["WithDecryption"].as_bool() == Some(true),
+            user_agent,
             at: Instant::now(),
         });
         let fault = {
-            let mut plan = self.plan.lock().unwrap();
+            let mut plan = self.plan.lock().expect("plan");
             plan.iter_mut()
                 .find(|(o, _, n)| *o == op && *n > 0)
                 .map(|(_, f, n)| {
@@ -182,20 +244,12 @@ impl SsmProxy {
                 Fault::TooManyUpdates => (StatusCode::BAD_REQUEST, "TooManyUpdates"),
                 Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
             };
-            let mut response = Response::new(Full::new(Bytes::from(format!(
-                r#"{{"__type":"{kind}","message":"injected by the test"}}"#
-            ))));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                "content-type",
-                "application/x-amz-json-1.1".parse().unwrap(),
-            );
-            return response;
+            return aws_error(status, kind, "injected by the test");
         }
         let delay = self
             .delays
             .lock()
-            .unwrap()
+            .expect("delays")
             .iter()
             .find(|(o, _)| *o == op)
             .map(|(_, d)| *d);
@@ -217,10 +271,11 @@ async fn forward(
         .expect("emulator reachable");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .expect("HTTP handshake with the emulator");
     tokio::spawn(conn);
     let mut req = Request::from_parts(parts, Full::new(body));
-    req.headers_mut().insert("host", host.parse().unwrap());
+    req.headers_mut()
+        .insert("host", host.parse().expect("a host header"));
     let response = sender.send_request(req).await.expect("emulator answers");
     let (parts, body) = response.into_parts();
     let body = body

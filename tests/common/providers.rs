@@ -5,7 +5,6 @@
 //! They are deliberately indiscreet: success and error bodies echo the credential they were
 //! given (Doppler's real `token_preview` shows part of the token), so a test that searches logs
 //! and messages for a credential catches any body that leaks.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -446,5 +445,35 @@ fn infisical(state: &Arc<Mutex<State>>, call: &Call) -> Response<Full<Bytes>> {
             404,
             json!({"statusCode": 404, "message": "Route not found"}),
         ),
+    }
+}
+
+/// A fake Doppler and a fake Infisical, and the operator settings that verify credentials
+/// against them.
+pub struct Providers {
+    pub doppler: Fake,
+    pub infisical: Fake,
+}
+
+impl Providers {
+    /// Starts both fakes.
+    pub async fn start() -> Providers {
+        Providers {
+            doppler: Fake::doppler().await,
+            infisical: Fake::infisical().await,
+        }
+    }
+
+    /// Operator settings: verification on, against these fakes, with short timeouts, retries
+    /// and drift checks (2 s).
+    pub fn options(&self) -> super::Options {
+        super::Options::new()
+            .env("VCO_VERIFY_CREDENTIALS", "true")
+            .env("VCO_VERIFY_DOPPLER_URL", &self.doppler.url)
+            .env("VCO_VERIFY_INFISICAL_URL", &self.infisical.url)
+            .env("VCO_VERIFY_ALLOW_INSECURE_LOOPBACK", "true")
+            .env("VCO_VERIFY_TIMEOUT", "2s")
+            .env("VCO_VERIFY_RETRY_INTERVAL", "1s")
+            .env("VCO_DRIFT_CHECK_INTERVAL", "2s")
     }
 }
