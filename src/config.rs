@@ -81,6 +81,17 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_ALLOW_DOPPLER_PERSONAL_TOKENS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_doppler_personal_tokens: bool,
 
+    /// Most SSM parameters deleted (with their connections) in any --deletion-window; more
+    /// deletions wait, with their finalizers, and count in the deletions_held metric (the chart
+    /// alerts on it). A guard against mass deletion (a namespace or many connections deleted by
+    /// mistake); 0: no limit.
+    #[arg(long, env = "VCO_MAX_DELETIONS", default_value_t = 50)]
+    pub max_deletions: usize,
+
+    /// The window of --max-deletions.
+    #[arg(long, env = "VCO_DELETION_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub deletion_window: Duration,
+
     /// Namespaces to watch, comma-separated (default: all namespaces).
     #[arg(long, env = "VCO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
@@ -212,6 +223,9 @@ impl RunArgs {
         }
         if self.leader_election && self.lease_duration < Duration::from_secs(2) {
             return Err("--lease-duration: must be at least 2s".into());
+        }
+        if self.max_deletions > 0 && self.deletion_window < Duration::from_secs(1) {
+            return Err("--deletion-window: must be at least 1s".into());
         }
         if self.drift_check_interval < Duration::from_secs(1) {
             return Err("--drift-check-interval: must be at least 1s".into());

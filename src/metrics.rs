@@ -98,6 +98,7 @@ struct Inner {
     reconcile_duration: Histogram,
     connections: Family<ConditionLabels, Gauge>,
     leader: Gauge,
+    deletions_held: Gauge,
     ready: AtomicBool,
 }
 
@@ -120,8 +121,8 @@ impl Metrics {
         let drift_checked = Family::<DriftLabels, Counter>::default();
         registry.register(
             "drift_checked",
-            "Parameters whose version the drift sweep compared with status, by result \
-             (unchanged, changed, missing)",
+            "Parameters the drift sweep compared with the operator's last write (version and \
+             modification time), by result (unchanged, changed, missing)",
             drift_checked.clone(),
         );
         let provider_requests = Family::<ProviderLabels, Counter>::default();
@@ -161,6 +162,13 @@ impl Metrics {
              election), 0 while it stands by",
             leader.clone(),
         );
+        let deletions_held = Gauge::default();
+        registry.register(
+            "deletions_held",
+            "Deleted connections whose parameter deletion waits because more were deleted lately \
+             than --max-deletions per --deletion-window allows",
+            deletions_held.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -172,6 +180,7 @@ impl Metrics {
                 reconcile_duration,
                 connections,
                 leader,
+                deletions_held,
                 ready: AtomicBool::new(false),
             }),
         }
@@ -240,6 +249,13 @@ impl Metrics {
     /// Marks this process as the one reconciling (leader) or standing by.
     pub fn set_leader(&self, leader: bool) {
         self.inner.leader.set(i64::from(leader));
+    }
+
+    /// Sets how many parameter deletions wait for room in the deletion budget.
+    pub fn set_deletions_held(&self, held: usize) {
+        self.inner
+            .deletions_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Marks the operator ready (caches synced, leadership settled) or not.

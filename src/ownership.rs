@@ -31,10 +31,7 @@ pub const UID_TAG: &str = "vaultconnections.io/uid";
 /// The tag that names the vault type (refreshed).
 pub const VAULT_TYPE_TAG: &str = "vaultconnections.io/vault-type";
 
-/// The annotation by which someone allowed to edit a connection asks it to take over a
-/// parameter of its name that another namespace of the same name left behind (or that a release
-/// before namespace uids wrote). Only the value `"true"` asks.
-pub const ADOPT_ANNOTATION: &str = "vaultconnections.io/adopt-parameter";
+pub use crate::api::ADOPT_ANNOTATION;
 
 /// Who a connection is: everything its parameter's tags must name.
 #[derive(Debug, Clone, PartialEq, Eq)]

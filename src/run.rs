@@ -15,7 +15,7 @@ use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
 use crate::lease::{self, Election, Fence};
 use crate::metrics::Metrics;
-use crate::reconcile::{Shared, run_scope};
+use crate::reconcile::{Budget, Shared, run_scope};
 use crate::ssm::Ssm;
 use crate::status::{ready_condition, ready_reason};
 use crate::verify::Verifier;
@@ -117,6 +117,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         concurrency: args.concurrency,
         verification,
+        deletions: Arc::new(Budget::new(args.max_deletions, args.deletion_window)),
     };
     let pending = Arc::new(AtomicUsize::new(scopes.len()));
     let controllers = scopes.into_iter().map(|scope| {

@@ -11,6 +11,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::cleanup::Budget;
 use super::evidence::Evidence;
 use super::synced::Synced;
 use super::tier::Admissions;
@@ -143,6 +144,8 @@ pub struct Context {
     pub trigger: UnboundedSender<ObjectRef<VaultConnection>>,
     /// Credential verification, when on (shared by every scope of the process).
     pub verification: Option<Arc<Verification>>,
+    /// The budget of parameter deletions (shared by every scope of the process).
+    pub deletions: Arc<Budget>,
 }
 
 impl Context {
@@ -154,6 +157,7 @@ impl Context {
         metrics: Metrics,
         caches: Caches,
         trigger: UnboundedSender<ObjectRef<VaultConnection>>,
+        deletions: Arc<Budget>,
     ) -> Context {
         let Caches {
             store,
@@ -183,6 +187,7 @@ impl Context {
             admissions: Admissions::default(),
             trigger,
             verification: None,
+            deletions,
         }
     }
 

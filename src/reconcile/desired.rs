@@ -15,6 +15,7 @@ use crate::reason::Reason;
 use crate::status::Failure;
 use crate::status::ready_condition;
 use crate::validation::{ErrorKind, Provider, ValidSpec, summarize, validate_credentials};
+use crate::verify::step::reverify_request;
 use crate::verify::verifiable;
 
 /// What the parameter should be.
@@ -163,7 +164,9 @@ pub fn unchanged(
     let verified = !verification_on
         || !verifiable(vc.spec.vault_type)
         || status.verification.as_ref().is_some_and(|v| {
-            v.secret_resource_version == secret_version && Some(v.generation) == generation
+            v.secret_resource_version == secret_version
+                && Some(v.generation) == generation
+                && v.request == reverify_request(vc)
         });
     let Some(recorded) = status.parameter.as_ref() else {
         return Recorded::Differs;
@@ -346,6 +349,7 @@ mod tests {
         let answer = |rv: &str, generation| VerificationStatus {
             secret_resource_version: rv.into(),
             generation,
+            request: None,
             result: VerificationResult::Accepted,
             check: None,
             http_status: None,

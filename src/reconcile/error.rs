@@ -18,6 +18,12 @@ pub enum Error {
     /// A namespaced object without a namespace.
     #[error("object has no namespace")]
     NoNamespace,
+    /// A parameter deletion waits for room in the deletion budget (the finalizer stays).
+    #[error(
+        "the deletion of SSM parameter {0} waits: more parameters were deleted lately than \
+         --max-deletions per --deletion-window allows"
+    )]
+    DeletionHeld(String),
     /// The namespace is not in the cache yet, so its uid cannot be told.
     #[error("namespace {0} is not in the operator's cache yet")]
     NamespaceNotCached(String),
@@ -32,6 +38,7 @@ impl Error {
             Error::Finalizer(_) => "FinalizerError",
             Error::NoNamespace => "NoNamespace",
             Error::NamespaceNotCached(_) => "NamespaceNotCached",
+            Error::DeletionHeld(_) => "DeletionHeld",
         }
     }
 }

@@ -4,9 +4,11 @@
 //! ([`plan`], pure) and **write** them ([`write`]) → **report** status, events, metrics and the
 //! next check ([`report`]). A connection whose status already records a sync of the same inputs
 //! stops after reading (no Secret data, no SSM); out-of-band changes in SSM are found by the
-//! batched drift [`sweep`], which asks for a full check of just the connections that differ.
-//! This file is the driver; [`watches`] wires it to the cluster.
+//! batched drift [`sweep`], which asks for a full check of just the connections that differ. A
+//! deleted connection goes through [`cleanup`] instead. This file is the driver; [`watches`]
+//! wires it to the cluster.
 
+mod cleanup;
 mod context;
 mod desired;
 mod error;
@@ -25,18 +27,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
+pub use cleanup::Budget;
 pub use context::{AWS_MANAGED_KEY, Caches, Context, MANAGED_BY};
 pub use error::Error;
 pub use watches::{Shared, run_scope};
 
-use crate::api::{DeletionPolicy, FINALIZER, VaultConnection};
+use crate::api::{FINALIZER, VaultConnection};
 use crate::backoff;
-use crate::document::parameter_name;
-use crate::ownership::Removal;
 use crate::reason::Stage;
 use crate::status::{Change, Failure, Outcome};
 use crate::verify::step::Checked;
@@ -50,7 +50,7 @@ pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Ac
     let result = finalizer(&api, FINALIZER, vc, |event| async {
         match event {
             FinalizerEvent::Apply(vc) => apply(&vc, &ctx).await,
-            FinalizerEvent::Cleanup(vc) => cleanup(&vc, &ctx).await,
+            FinalizerEvent::Cleanup(vc) => cleanup::cleanup(&vc, &ctx).await,
         }
     })
     .await
@@ -172,65 +172,4 @@ fn left_in_place(vc: &VaultConnection, mut failure: Failure) -> Failure {
         );
     }
     failure
-}
-
-/// Removes the parameter (policy `Delete`, and only if it is ours) before the finalizer goes.
-/// Never reads the Secret.
-async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
-    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
-    let name = vc.name_any();
-    let s = &ctx.settings;
-    let note = match (
-        vc.spec.deletion_policy,
-        parameter_name(&s.prefix, &s.cluster, &ns, &name),
-    ) {
-        (_, Err(_)) => None, // no valid name: nothing can have been written
-        (DeletionPolicy::Retain, Ok(param)) => Some((
-            EventType::Normal,
-            "Retained",
-            format!("SSM parameter {param} retained (deletionPolicy: Retain)"),
-        )),
-        (DeletionPolicy::Delete, Ok(param)) => {
-            let namespace_uid = ctx
-                .namespace_uid(&ns)
-                .ok_or_else(|| Error::NamespaceNotCached(ns.clone()))?;
-            let me = desired::identity(vc, namespace_uid, s);
-            match write::remove(ctx, &param, &me, desired::takeover(vc, s)).await? {
-                Removal::Nothing => None,
-                Removal::NotOwned(why) => Some((
-                    EventType::Warning,
-                    "ParameterNotOwned",
-                    format!(
-                        "SSM parameter {param} is not this connection's ({}); left in place",
-                        why.explain()
-                    ),
-                )),
-                Removal::Delete => {
-                    tier::slot_freed(ctx, &ns);
-                    Some((
-                        EventType::Normal,
-                        "Deleted",
-                        format!("SSM parameter {param} deleted"),
-                    ))
-                }
-            }
-        }
-    };
-    let event = note.map(|(type_, reason, note)| Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Delete".into(),
-        secondary: None,
-    });
-    report::publish(vc, event, ctx).await;
-    if let Ok(param) = parameter_name(&s.prefix, &s.cluster, &ns, &name) {
-        ctx.evidence.forget(&param); // the connection is gone, whatever its parameter's fate
-    }
-    ctx.memos.forget(&vc.uid().unwrap_or_default());
-    if let Some(verification) = &ctx.verification {
-        verification.forget(&vc.uid().unwrap_or_default());
-    }
-    tracing::info!(namespace = ns, name, "cleaned up");
-    Ok(Action::await_change())
 }

@@ -13,13 +13,15 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::cleanup::Budget;
 use super::context::{Caches, Context, Filled};
 use super::{error_policy, reconcile, sweep};
-use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
+use crate::api::{
+    CREDENTIALS_LABEL, MAX_ANNOTATION_VALUE, OPERATOR_ANNOTATIONS, TIER_LABEL, VaultConnection,
+};
 use crate::backoff;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::ownership::ADOPT_ANNOTATION;
 use crate::ssm::Ssm;
 use crate::status::drop_derived_messages;
 use crate::verify::step::Verification;
@@ -39,6 +41,8 @@ pub struct Shared {
     pub concurrency: u16,
     /// Credential verification, when on.
     pub verification: Option<Arc<Verification>>,
+    /// The budget of parameter deletions, shared by every scope.
+    pub deletions: Arc<Budget>,
 }
 
 fn api<K>(client: &Client, scope: &Option<String>) -> Api<K>
@@ -61,7 +65,9 @@ const LIST_PAGE_SIZE: u32 = 50;
 pub fn slim(vc: &mut VaultConnection) {
     vc.metadata.managed_fields = None;
     vc.metadata.annotations = vc.metadata.annotations.take().and_then(|mut a| {
-        a.retain(|k, v| k == ADOPT_ANNOTATION && v.len() <= 16);
+        a.retain(|k, v| {
+            OPERATOR_ANNOTATIONS.contains(&k.as_str()) && v.len() <= MAX_ANNOTATION_VALUE
+        });
         (!a.is_empty()).then_some(a)
     });
     vc.metadata.labels = None;
@@ -127,6 +133,7 @@ pub fn run_scope(
         metrics,
         concurrency,
         verification,
+        deletions,
     } = shared;
     // The cache holds only what the reconciler reads: no managedFields, no annotations (each
     // can be up to 256 KiB), so a namespace admin cannot inflate the operator's memory with
@@ -223,6 +230,7 @@ pub fn run_scope(
                 filled,
             },
             trigger,
+            deletions,
         )
         .with_verification(verification),
     );

@@ -69,13 +69,9 @@ async fn converge(ctx: &Context, want: &Desired) -> Result<(ParameterStatus, Cha
     {
         return Ok(finish(ctx, want, known.meta, known.tier, Change::None));
     }
-    // A connection that has never stored anything (status and this process agree) tries the
-    // create first: one call when the name is free, and a look only when it is taken.
-    let first = want.recorded.is_none() && ctx.evidence.get(&want.name, &owner).is_none();
-    if first && let Some(version) = ssm.create(&write_at(want.tier), &want.tags).await? {
-        let meta = confirm(ctx, &want.name, version).await?;
-        return Ok(finish(ctx, want, meta, want.tier, Change::Created));
-    }
+    // Always a look first (a read, without decryption): writes are the scarcer quota, and a
+    // create tried blindly would spend one on every parameter that exists already (a connection
+    // created again, a status lost in a restore).
     let seen = ssm.look(&want.name).await?;
     let known = seen
         .as_ref()

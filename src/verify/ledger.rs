@@ -17,13 +17,16 @@ use super::Verdict;
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 
 /// One version of a connection's credentials: the Secret's `resourceVersion` and the spec's
-/// `generation`. Any change of either is new credentials (or a new scope) to verify.
+/// `generation`, and the value of the connection's `vaultconnections.io/reverify` annotation.
+/// Any change of these is new credentials (or a new scope, or a request to ask again) to verify.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version {
     /// The Secret's `metadata.resourceVersion`.
     pub secret: Option<String>,
     /// The VaultConnection's `metadata.generation`.
     pub generation: Option<i64>,
+    /// The connection's request to verify again (the reverify annotation's value).
+    pub request: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +165,7 @@ mod tests {
         Version {
             secret: Some(secret.into()),
             generation: Some(generation),
+            request: None,
         }
     }
 

@@ -305,6 +305,7 @@ impl Verdict {
         Some(VerificationStatus {
             secret_resource_version,
             generation,
+            request: version.request.clone(),
             result,
             check,
             http_status,
@@ -320,6 +321,7 @@ impl Verdict {
     ) -> Option<Verdict> {
         if version.secret.as_deref() != Some(record.secret_resource_version.as_str())
             || version.generation != Some(record.generation)
+            || version.request != record.request
             || !verifiable(provider)
         {
             return None;
@@ -560,6 +562,7 @@ mod tests {
         let v = ledger::Version {
             secret: Some("42".into()),
             generation: Some(3),
+            request: None,
         };
         let rejected = Verdict::Rejected {
             provider: VaultType::Doppler,
@@ -582,10 +585,20 @@ mod tests {
         let rotated = ledger::Version {
             secret: Some("43".into()),
             generation: Some(3),
+            request: None,
         };
         assert_eq!(
             Verdict::from_record(&record, VaultType::Infisical, &rotated),
             None
+        );
+        let asked_again = ledger::Version {
+            request: Some("2026-12-02".into()),
+            ..v.clone()
+        };
+        assert_eq!(
+            Verdict::from_record(&record, VaultType::Infisical, &asked_again),
+            None,
+            "a new reverify request is a new question"
         );
         let down = Verdict::Unavailable {
             provider: VaultType::Doppler,

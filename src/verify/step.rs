@@ -10,7 +10,9 @@ use kube::ResourceExt;
 
 use super::ledger::{Decision, Ledger, Version};
 use super::{Verdict, Verifier};
-use crate::api::{VaultConnection, VaultConnectionStatus, VaultType, VerificationStatus};
+use crate::api::{
+    REVERIFY_ANNOTATION, VaultConnection, VaultConnectionStatus, VaultType, VerificationStatus,
+};
 use crate::validation::Provider;
 
 /// The condition type verification reports.
@@ -40,6 +42,11 @@ impl Checked {
     pub fn blocks_write(&self) -> bool {
         matches!(self.verdict, Verdict::Rejected { .. })
     }
+}
+
+/// The connection's request to verify again: the value of its reverify annotation.
+pub fn reverify_request(vc: &VaultConnection) -> Option<String> {
+    vc.annotations().get(REVERIFY_ANNOTATION).cloned()
 }
 
 fn vault_type(p: &Provider) -> VaultType {
@@ -72,6 +79,7 @@ impl Verification {
         let version = Version {
             secret: secret_version.map(str::to_owned),
             generation: vc.metadata.generation,
+            request: reverify_request(vc),
         };
         let previous = vc.status.as_ref().and_then(|s| s.verification.clone());
         let recorded = previous

@@ -110,21 +110,30 @@ cannot exist, named after the message).
 {{- end }}
 
 {{/*
-What the operator needs in every namespace it watches (docs/design.md): read and update
-VaultConnections and their status and finalizers (never create or delete them: people do);
-read labelled Secrets (RBAC cannot filter by label; the operator lists with a label selector and
-reads data only for referenced Secrets); and record events.
+What the operator needs of VaultConnections themselves: read them, update them and their
+finalizers (never create or delete them: people do). In namespaced mode these are bound
+cluster-wide, so they outlive a watched namespace's own Roles while that namespace is deleted
+and the operator removes its finalizers (the admission policy below confines them to the
+watched namespaces).
 */}}
-{{- define "vault-connection-operator.namespacedRules" -}}
+{{- define "vault-connection-operator.connectionRules" -}}
 - apiGroups: ["vaultconnections.io"]
   resources: ["vaultconnections"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["vaultconnections.io"]
-  resources: ["vaultconnections/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["vaultconnections.io"]
   resources: ["vaultconnections/finalizers"]
   verbs: ["update"]
+{{- end }}
+
+{{/*
+What the operator needs in every namespace it watches besides the connections: write their
+status; read labelled Secrets (RBAC cannot filter by label; the operator lists with a label
+selector and reads data only for referenced Secrets); and record events.
+*/}}
+{{- define "vault-connection-operator.namespacedRules" -}}
+- apiGroups: ["vaultconnections.io"]
+  resources: ["vaultconnections/status"]
+  verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
@@ -133,11 +142,19 @@ reads data only for referenced Secrets); and record events.
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* Tiers are labels on namespaces, so the operator reads namespaces in every mode. */}}
+{{/*
+Cluster-scoped reads in every mode: namespaces (tier labels, and their uids, which the
+parameters' ownership tags name) and the operator's own CRD (a connection deleted because its CRD
+is being deleted keeps its parameter).
+*/}}
 {{- define "vault-connection-operator.namespaceRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["vaultconnections.vaultconnections.io"]
+  verbs: ["get"]
 {{- end }}
 
 {{/*
@@ -146,4 +163,11 @@ A number as the operator's flag parser expects it: whole numbers without exponen
 */}}
 {{- define "vault-connection-operator.number" -}}
 {{- if eq (float64 (int64 .)) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/* A list of strings as a CEL list's items: 'a', 'b'. */}}
+{{- define "vault-connection-operator.quotedList" -}}
+{{- $items := list }}
+{{- range . }}{{ $items = append $items (printf "'%s'" .) }}{{ end }}
+{{- join ", " $items }}
 {{- end }}
