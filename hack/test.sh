@@ -21,6 +21,17 @@ hack/testenv.sh up --node
 source "$VCO_TESTENV_DIR/env"
 log "building the operator image and loading it into the node"
 hack/image.sh --load
+# The previous release, for the upgrade test: its tree (from git, no worktree to clean up) and
+# its image, built the same way (the release build's cache is shared, so only its crate builds).
+previous=$(grep -v '^#' hack/previous-release | head -n 1)
+if git cat-file -e "$previous^{commit}" 2>/dev/null; then
+  log "building the previous release's image ($previous) for the upgrade test"
+  rm -rf target/previous && mkdir -p target/previous
+  git archive "$previous" | tar -x -C target/previous
+  (cd target/previous && IMAGE=localhost/vault-connection-operator:previous hack/image.sh --load)
+else
+  log "the previous release $previous is not in this clone's history; the upgrade test skips"
+fi
 
 log "cargo fmt --check"
 cargo fmt --all --check

@@ -207,6 +207,14 @@ fn reasons_grown(s: &Scrapes, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The value of the unlabelled gauge NAME in the last scrape.
+fn gauge(s: &Scrapes, name: &str) -> Option<f64> {
+    s.after
+        .iter()
+        .find(|(n, l, _)| n == name && l.is_empty())
+        .map(|(_, _, v)| *v)
+}
+
 /// Drift results other than `unchanged` whose count grew.
 fn drift_found(s: &Scrapes) -> BTreeSet<String> {
     s.growth("vault_connection_operator_drift_checked_total")
@@ -334,8 +342,32 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
     })
     .await;
 
+    // Deletions held: more connections deleted at once than the deletion budget allows.
+    let w = World::on(&env, "alerts-held").await;
+    let holding = w
+        .operator_with(Options::new().env("VCO_MAX_DELETIONS", "1"))
+        .await;
+    for name in ["first", "second"] {
+        connection(&w, name, "access_token").await;
+        w.wait_reason(name, "Synced").await;
+    }
+    let before_held = parse_scrape(&holding.metrics_text().await);
+    w.delete("first").await;
+    w.delete("second").await;
+    let held = eventually(30, "a deletion to be held", || async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = Scrapes {
+            instance: "holding".to_owned(),
+            before: before_held.clone(),
+            after: parse_scrape(&holding.metrics_text().await),
+            up: true,
+        };
+        (gauge(&s, "vault_connection_operator_deletions_held") == Some(1.0)).then_some(s)
+    })
+    .await;
+
     // What the operator exports covers every metric the alerts and the dashboard use.
-    let exported: BTreeSet<String> = [&healthy, &throttled, &standby, &erroring, &drifted]
+    let exported: BTreeSet<String> = [&healthy, &throttled, &standby, &erroring, &drifted, &held]
         .iter()
         .flat_map(|s| s.after.iter().map(|(n, _, _)| n.clone()))
         .collect();
@@ -444,6 +476,21 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
         ["changed"],
         "the drift this test means"
     );
+    let mut firing_held: BTreeMap<&str, Vec<Value>> = BTreeMap::from([(
+        "VaultConnectionDeletionsHeld",
+        vec![expect(&rules, "VaultConnectionDeletionsHeld", &[], "")],
+    )]);
+    for reason in reasons_grown(&held, "vault_connection_operator_reconcile_errors_total") {
+        firing_held
+            .entry("VaultConnectionOperatorReconcileErrors")
+            .or_default()
+            .push(expect(
+                &rules,
+                "VaultConnectionOperatorReconcileErrors",
+                &[("reason", &reason)],
+                "",
+            ));
+    }
     let no_leader = BTreeMap::from([(
         "VaultConnectionOperatorNoLeader",
         vec![expect(&rules, "VaultConnectionOperatorNoLeader", &[], "")],
@@ -468,6 +515,7 @@ async fn each_alert_fires_on_series_scraped_from_an_operator_failing_that_way_an
             case("the operator's scrape fails", &[&down], &operator_down, 4),
             // A security event: it fires on the first evaluation after the sweep found it.
             case("a parameter written around the operator", &[&drifted], &firing_drift, 0),
+            case("more deletions at once than the budget allows", &[&held], &firing_held, 0),
         ],
     });
     let tests_file = scratch.write("tests.yaml", &serde_yaml::to_string(&tests).expect("YAML"));

@@ -16,31 +16,13 @@ use std::time::Duration;
 use serde_json::Value;
 use vault_connection_operator::status::ready_reason;
 
-use common::chart::{Release, get_object};
+use common::chart::{Release, get_object, operator_as_installed};
 use common::rbac::{
     Access, access, assert_access, bind, can_i, selector_matches, wait_for_aggregation,
 };
-use common::{
-    CLUSTER, Connection, Credentials, Options, Scratch, TestEnv, World, eventually, unique,
-};
+use common::{CLUSTER, Connection, Credentials, Options, Scratch, World, eventually, unique};
 
 const VC: &str = "vaultconnections.vaultconnections.io";
-
-/// A copy of the admin kubeconfig whose user impersonates `system:serviceaccount:NS:SA`.
-fn impersonating_kubeconfig(env: &TestEnv, scratch: &Scratch, ns: &str, sa: &str) -> String {
-    let text = std::fs::read_to_string(&env.kubeconfig).expect("read kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
-    let user = &mut config["users"][0]["user"];
-    user["as"] = format!("system:serviceaccount:{ns}:{sa}").into();
-    user["as-groups"] = serde_yaml::to_value([
-        "system:serviceaccounts".to_owned(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".to_owned(),
-    ])
-    .expect("groups");
-    let text = serde_yaml::to_string(&config).expect("kubeconfig YAML");
-    scratch.write("kubeconfig", &text).display().to_string()
-}
 
 /// VERBS on connections in NS: ALLOWED or not.
 fn vc_access<'a>(verbs: &[&'a str], ns: &'a str, allowed: bool) -> Vec<Access<'a>> {
@@ -71,41 +53,26 @@ async fn the_operator_runs_with_exactly_the_charts_service_account_permissions()
         ],
     );
 
-    // The operator's settings exactly as the chart renders them, plus what the kubelet would add.
+    // The operator's settings exactly as the chart renders them, with its ServiceAccount's rights.
     let manifest = release.manifest();
     let container = common::chart::operator_container(manifest.of_kind("Deployment")[0]);
-    let mut vars: Vec<(String, String)> = container["env"]
-        .as_array()
-        .expect("env")
-        .iter()
-        .filter_map(|v| {
-            Some((
-                v["name"].as_str()?.to_owned(),
-                v["value"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    // Except the listen address: tests run side by side, each on a free port of its own.
-    vars.retain(|(k, _)| k != "VCO_METRICS_ADDR");
-    assert!(
-        vars.iter()
-            .any(|(k, v)| k == "VCO_LEADER_ELECTION" && v == "true"),
-        "{vars:?}"
-    );
-    assert!(
-        vars.iter()
-            .any(|(k, v)| k == "VCO_NAMESPACES" && *v == w.ns),
-        "{vars:?}"
-    );
-    let sa = release.fullname();
+    let rendered = |name: &str, value: &str| {
+        container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|v| v["name"] == name && v["value"] == value)
+    };
+    assert!(rendered("VCO_LEADER_ELECTION", "true"), "{container}");
+    assert!(rendered("VCO_NAMESPACES", &w.ns), "{container}");
     let scratch = Scratch::new("sa");
-    let kubeconfig = impersonating_kubeconfig(env, &scratch, &release_ns, &sa);
-    let opts = Options { env: vars }
-        .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAMESPACE", release_ns.clone())
-        .env("POD_NAME", format!("{sa}-0"))
-        .env("VCO_LEASE_DURATION", "4s");
-    let op = w.operator_with(opts).await;
+    let op = operator_as_installed(
+        &w,
+        &release,
+        &scratch,
+        Options::new().env("VCO_LEASE_DURATION", "4s"),
+    )
+    .await;
     eventually(20, "the operator to win the Lease", || async {
         op.leads().then_some(())
     })
@@ -272,15 +239,54 @@ async fn watching_namespaces_confines_the_operator_to_them() {
             a("list", "secrets", None, w, true),
             a("create", "events.events.k8s.io", None, w, true),
             a("list", "namespaces", None, None, true),
-            a("list", VC, None, x, false),
+            // The connections and their finalizers are granted cluster-wide (so deleting a
+            // watched namespace, which removes its Roles at once, cannot strand its
+            // connections' cleanup); writes outside the watched namespaces are refused by the
+            // chart's admission policy, below.
+            a("list", VC, None, x, true),
             a("patch", VC, Some("status"), x, false),
             a("list", "secrets", None, x, false),
             a("get", "secrets", None, x, false),
             a("create", "events.events.k8s.io", None, x, false),
-            a("list", VC, None, None, false),
             a("list", "secrets", None, None, false),
         ],
     );
+
+    // The admission policy: the operator's change to a connection in the watched namespace is
+    // admitted, and to one elsewhere refused.
+    let annotate = |ns: &str| {
+        env.kubectl(&[
+            "annotate",
+            "-n",
+            ns,
+            "vaultconnection",
+            "probe",
+            "test/probe=1",
+            "--overwrite",
+            "--as",
+            &sa,
+        ])
+    };
+    for ns in [watched.as_str(), other.as_str()] {
+        let probe = Connection::onepassword("probe").0;
+        let yaml = serde_yaml::to_string(&probe).expect("YAML");
+        env.kubectl_with_input(&["apply", "-n", ns, "-f", "-"], &yaml)
+            .expect_success();
+    }
+    // The policy takes a moment to be loaded by the API server.
+    eventually(
+        20,
+        "the admission policy to refuse the change outside",
+        || async { (!annotate(&other).success).then_some(()) },
+    )
+    .await;
+    let refused = annotate(&other);
+    assert!(
+        refused.stderr.contains("ValidatingAdmissionPolicy"),
+        "{}",
+        refused.stderr
+    );
+    annotate(watched).expect_success();
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use common::chart::{FULLNAME, Helm};
 use common::rbac::{Grant, grants, grants_of};
 
-/// What the operator may do in a namespace it watches.
-fn operator_namespaced_grants() -> Vec<Grant> {
+/// What the operator may do to the connections themselves.
+fn connection_grants() -> Vec<Grant> {
     let mut out = grants_of(
         "vaultconnections.io",
         "vaultconnections",
@@ -21,22 +21,35 @@ fn operator_namespaced_grants() -> Vec<Grant> {
     );
     out.extend(grants_of(
         "vaultconnections.io",
-        "vaultconnections/status",
-        &["get", "patch", "update"],
-    ));
-    out.extend(grants_of(
-        "vaultconnections.io",
         "vaultconnections/finalizers",
         &["update"],
     ));
+    out
+}
+
+/// What the operator may do in a namespace it watches besides the connections themselves.
+fn operator_namespaced_grants() -> Vec<Grant> {
+    let mut out = grants_of(
+        "vaultconnections.io",
+        "vaultconnections/status",
+        &["get", "patch", "update"],
+    );
     out.extend(grants_of("", "secrets", &["get", "list", "watch"]));
     out.extend(grants_of("events.k8s.io", "events", &["create", "patch"]));
     out.sort();
     out
 }
 
+/// Cluster-scoped reads: namespaces, and the operator's own CRD by name.
 fn namespace_grants() -> Vec<Grant> {
-    grants_of("", "namespaces", &["get", "list", "watch"])
+    let mut out = grants_of("", "namespaces", &["get", "list", "watch"]);
+    out.push((
+        "apiextensions.k8s.io".to_owned(),
+        "customresourcedefinitions".to_owned(),
+        "get".to_owned(),
+        "vaultconnections.vaultconnections.io".to_owned(),
+    ));
+    out
 }
 
 #[test]
@@ -46,7 +59,8 @@ fn by_default_the_operator_gets_one_least_privilege_cluster_role() {
     };
     let r = helm.render(&[]);
     let role = r.find("ClusterRole", FULLNAME);
-    let mut want = operator_namespaced_grants();
+    let mut want = connection_grants();
+    want.extend(operator_namespaced_grants());
     want.extend(namespace_grants());
     want.sort();
     assert_eq!(grants(role), want);
@@ -111,11 +125,40 @@ fn watching_namespaces_grants_roles_only_in_those_namespaces() {
         cluster_roles[0]["metadata"]["name"],
         format!("{FULLNAME}-namespaces")
     );
+    let mut cluster_wide = connection_grants();
+    cluster_wide.extend(namespace_grants());
+    cluster_wide.sort();
     assert_eq!(
         grants(cluster_roles[0]),
-        namespace_grants(),
-        "cluster-wide, only namespaces are readable"
+        cluster_wide,
+        "cluster-wide: the connections and their finalizers (so a watched namespace can be \
+         deleted cleanly), namespaces and the CRD; nothing else"
     );
+    // ... and an admission policy confining the connection rights to the watched namespaces.
+    let policy = r.find(
+        "ValidatingAdmissionPolicy",
+        &format!("{FULLNAME}-watched-namespaces"),
+    );
+    assert_eq!(
+        policy["spec"]["validations"][0]["expression"],
+        "request.namespace in ['team-a', 'team-b']"
+    );
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        format!("request.userInfo.username == 'system:serviceaccount:ops:{FULLNAME}'")
+    );
+    let binding = r.find(
+        "ValidatingAdmissionPolicyBinding",
+        &format!("{FULLNAME}-watched-namespaces"),
+    );
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    let unconfined = helm.render(&[
+        "--set",
+        "operator.watchNamespaces={team-a}",
+        "--set",
+        "rbac.confineToWatchedNamespaces=false",
+    ]);
+    assert!(unconfined.of_kind("ValidatingAdmissionPolicy").is_empty());
 }
 
 #[test]

@@ -411,3 +411,39 @@ async fn no_credential_reaches_status_events_or_trace_logs_on_any_verification_p
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reverify_request_asks_the_provider_again_after_a_rejection() {
+    let Some(w) = World::new("vagain").await else {
+        return;
+    };
+    let fakes = providers().await;
+    let _op = operator(&w, &fakes).await;
+    // The provider refuses a token it does not know yet (it was wrong: the token is new).
+    doppler(&w, "dp", "dp.st.prd.fresh", "backend", "prd").await;
+    w.wait_condition("dp", "Ready", Some("False"), "CredentialsRejected")
+        .await;
+    assert_eq!(fakes.doppler.count(DOPPLER_ME), 1);
+    fakes
+        .doppler
+        .add_doppler_token("dp.st.prd.fresh", "backend", "prd");
+    poke(&w, "dp", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fakes.doppler.count(DOPPLER_ME),
+        1,
+        "a refusal is final for these credentials"
+    );
+
+    // Someone allowed to edit the connection asks for another check.
+    let again = |value: &'static str| json!({"metadata": {"annotations": {"vaultconnections.io/reverify": value}}});
+    w.patch("dp", again("after-the-fix")).await;
+    w.wait_condition("dp", "Ready", Some("True"), "Synced")
+        .await;
+    assert_eq!(fakes.doppler.count(DOPPLER_ME), 2, "asked once more");
+    assert!(w.read("dp").await.is_some(), "stored once accepted");
+    // The same request is answered: no third call.
+    poke(&w, "dp", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fakes.doppler.count(DOPPLER_ME), 2);
+}

@@ -12,9 +12,10 @@ use super::process::Output;
 use super::tools;
 
 /// The alerts the chart documents.
-pub const ALERTS: [&str; 7] = [
+pub const ALERTS: [&str; 8] = [
     "VaultConnectionNotReady",
     "VaultConnectionDriftFound",
+    "VaultConnectionDeletionsHeld",
     "VaultConnectionOperatorSsmErrors",
     "VaultConnectionOperatorSsmThrottled",
     "VaultConnectionOperatorReconcileErrors",

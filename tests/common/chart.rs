@@ -289,3 +289,38 @@ pub fn get_object(env: &TestEnv, kind: &str, name: &str, namespace: Option<&str>
     let text = env.kubectl(&args).expect_success();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("kubectl printed invalid JSON: {e}"))
 }
+
+/// The operator as RELEASE runs it, started as a host process for WORLD's namespace: the
+/// Deployment's environment exactly as rendered (but the listen address: tests run side by
+/// side), the release's ServiceAccount's rights (impersonated through a kubeconfig in SCRATCH),
+/// and what the kubelet would add (POD_NAME, POD_NAMESPACE); then EXTRA on top.
+pub async fn operator_as_installed(
+    w: &super::World,
+    release: &Release<'_>,
+    scratch: &Scratch,
+    extra: super::Options,
+) -> super::Operator {
+    let manifest = release.manifest();
+    let container = operator_container(manifest.of_kind("Deployment")[0]);
+    let mut vars: Vec<(String, String)> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_owned(),
+                v["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    vars.retain(|(k, _)| k != "VCO_METRICS_ADDR");
+    let sa = release.fullname();
+    let ns = release.namespace.clone();
+    let kubeconfig = super::rbac::impersonating_kubeconfig(&w.env, scratch, &ns, &sa);
+    let mut opts = super::Options { env: vars }
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAMESPACE", ns)
+        .env("POD_NAME", format!("{sa}-0"));
+    opts.env.extend(extra.env);
+    w.operator_with(opts).await
+}

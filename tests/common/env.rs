@@ -211,5 +211,9 @@ impl Drop for PrivateEnv {
             .arg("down")
             .env("VCO_TESTENV_DIR", &self.dir)
             .output();
+        // Its logs are kept for a test that failed, and removed otherwise.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -79,7 +79,19 @@ impl Node {
 /// Helm values that run the image from the node with its SSM emulator and credentials, watching
 /// TEAM only, writing under PREFIX.
 pub fn values(env: &TestEnv, node: &Node, team: &str, prefix: &str, replicas: u32) -> ValuesFile {
-    let (repository, tag) = node.image.rsplit_once(':').expect("image ref has a tag");
+    values_for(&node.image, &env.ssm_endpoint, team, prefix, replicas)
+}
+
+/// Helm values that run IMAGE (from the node) with SSM at ENDPOINT and the emulator's
+/// credentials, watching TEAM only, writing under PREFIX.
+pub fn values_for(
+    image: &str,
+    endpoint: &str,
+    team: &str,
+    prefix: &str,
+    replicas: u32,
+) -> ValuesFile {
+    let (repository, tag) = image.rsplit_once(':').expect("image ref has a tag");
     let values = json!({
         "replicaCount": replicas,
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
@@ -92,7 +104,7 @@ pub fn values(env: &TestEnv, node: &Node, team: &str, prefix: &str, replicas: u3
         },
         "aws": {"region": "us-east-1"},
         "extraEnv": [
-            {"name": "AWS_ENDPOINT_URL_SSM", "value": env.ssm_endpoint},
+            {"name": "AWS_ENDPOINT_URL_SSM", "value": endpoint},
             {"name": "AWS_ACCESS_KEY_ID", "value": "testing"},
             {"name": "AWS_SECRET_ACCESS_KEY", "value": "testing"},
             {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
@@ -181,33 +193,10 @@ pub fn all_ready(env: &TestEnv, ns: &str) -> bool {
         })
 }
 
-/// Deletes namespace NS and waits until it is gone (kube-controller-manager empties it first).
-///
-/// With `operator.watchNamespaces` the operator's rights in a namespace are a Role in that
-/// namespace, which namespace deletion removes as early as the connections: the operator can
-/// then no longer remove its finalizers and the namespace stays Terminating. So connections are
-/// deleted (and finalized) first, while the Role still exists.
+/// Deletes namespace NS and waits until it is gone (kube-controller-manager empties it first,
+/// and the operator finalizes its connections: with `operator.watchNamespaces` its cluster-wide
+/// rights on connections outlive the namespace's Role).
 pub async fn delete_namespace(client: &Client, ns: &str) {
-    let connections: Api<vault_connection_operator::api::VaultConnection> =
-        Api::namespaced(client.clone(), ns);
-    connections
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .expect("delete connections");
-    eventually(
-        60,
-        &format!("the connections in {ns} to be finalized"),
-        || async {
-            connections
-                .list(&ListParams::default())
-                .await
-                .expect("list connections")
-                .items
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .delete(ns, &DeleteParams::default())

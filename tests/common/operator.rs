@@ -135,6 +135,15 @@ impl Operator {
             .sum()
     }
 
+    /// The value of the unlabelled metric NAME (a gauge such as `…_deletions_held`), if exported.
+    pub async fn gauge(&self, name: &str) -> Option<f64> {
+        let start = format!("{name} ");
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&start)?.parse::<f64>().ok())
+    }
+
     /// The value of counter `vault_connection_operator_ssm_calls_total` for an operation, summed
     /// over outcomes.
     pub async fn ssm_calls(&self, operation: &str) -> u64 {
@@ -148,6 +157,14 @@ impl Operator {
         let label = format!("reason=\"{reason}\"");
         self.metric("vault_connection_operator_reconciles_total", &label)
             .await
+    }
+
+    /// Whether the process has exited by itself, and how (`Some(success)`).
+    pub fn exited(&mut self) -> Option<bool> {
+        self.child
+            .try_wait()
+            .expect("the operator's status")
+            .map(|status| status.success())
     }
 
     /// Stops the process (SIGKILL) and waits for it.

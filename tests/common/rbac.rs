@@ -187,3 +187,24 @@ pub fn wait_for_aggregation(env: &TestEnv) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// A copy of the admin kubeconfig whose user impersonates `system:serviceaccount:NS:SA`.
+pub fn impersonating_kubeconfig(
+    env: &TestEnv,
+    scratch: &super::Scratch,
+    ns: &str,
+    sa: &str,
+) -> String {
+    let text = std::fs::read_to_string(&env.kubeconfig).expect("read kubeconfig");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    let user = &mut config["users"][0]["user"];
+    user["as"] = format!("system:serviceaccount:{ns}:{sa}").into();
+    user["as-groups"] = serde_yaml::to_value([
+        "system:serviceaccounts".to_owned(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".to_owned(),
+    ])
+    .expect("groups");
+    let text = serde_yaml::to_string(&config).expect("kubeconfig YAML");
+    scratch.write("kubeconfig", &text).display().to_string()
+}

@@ -331,7 +331,7 @@ pub async fn install_crd(client: &Client) {
     use kube::runtime::wait::{await_condition, conditions};
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = VaultConnection::crd();
+    let crd = vault_connection_operator::api::crd();
     let name = crd.metadata.name.clone().expect("crd has a name");
     crds.patch(
         &name,
