@@ -214,8 +214,13 @@ async fn ssm_client(args: &RunArgs, metrics: Metrics) -> Ssm {
         .build();
     // The pod's name in every request's user agent (`app/<pod>`), so CloudTrail names the
     // replica that made each call.
+    // AWS recommends at most 50 characters: a pod name's end (its unique suffix) is kept.
     let app = std::env::var("POD_NAME")
         .ok()
+        .map(|pod| {
+            let skip = pod.chars().count().saturating_sub(50);
+            pod.chars().skip(skip).collect::<String>()
+        })
         .and_then(|pod| aws_config::AppName::new(pod).ok())
         .or_else(|| aws_config::AppName::new(crate::ownership::MANAGED_BY).ok());
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
