@@ -27,7 +27,9 @@ metadata:
   labels:
     pod-security.kubernetes.io/enforce: restricted
 HEADER
-  "$HELM" template "$NAMESPACE" charts/vault-connection-operator --namespace "$NAMESPACE"
+  # --kube-version: offline helm assumes 1.20, below the chart's kubeVersion.
+  "$HELM" template "$NAMESPACE" charts/vault-connection-operator --namespace "$NAMESPACE" \
+    --kube-version 1.33.0
 }
 
 if [ "${1:-}" = "--stdout" ]; then

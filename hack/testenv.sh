@@ -8,7 +8,8 @@
 #
 #   hack/testenv.sh install     install the Debian packages and Rust components, and build/cache
 #                               the binaries (once per machine, keyed by version)
-#   hack/testenv.sh up [--node] start it; write target/testenv/{kubeconfig,env,env.json}
+#   hack/testenv.sh up [--node|--floor]  start it (--floor: the oldest supported API server);
+#                               write target/testenv/{kubeconfig,env,env.json}
 #   hack/testenv.sh down        stop exactly what `up` started, by pid, and remove its state
 #   hack/testenv.sh status      say what is running and where
 #   hack/testenv.sh restart|stop|start|pause|resume COMPONENT   fault injection for tests
@@ -27,7 +28,7 @@ source "$HERE/testenv/faults.sh"
 
 usage() {
   cat >&2 <<USAGE
-usage: hack/testenv.sh <install|up [--node]|down|status|path>
+usage: hack/testenv.sh <install|up [--node|--floor]|down|status|path>
   install  install the Debian packages (${APT_PACKAGES[*]}) and the Rust components the tests
            and the demo use; build the Kubernetes v$KUBE_VERSION binaries, the pause binary, etcd
            v$ETCD_VERSION, helm v$HELM_VERSION, promtool (prometheus module v$PROMETHEUS_VERSION),
@@ -37,6 +38,9 @@ usage: hack/testenv.sh <install|up [--node]|down|status|path>
   up       start etcd, kube-apiserver, kube-controller-manager and the moto SSM emulator on free
            loopback ports; first stops whatever an earlier run in the same state directory left,
            and stops what it started if it fails
+  up --floor (or VCO_TESTENV_FLOOR=1)
+           the control plane of the oldest supported Kubernetes (kube-apiserver v$KUBE_FLOOR_VERSION,
+           etcd and moto; no controller manager, no node), for the compatibility tests
   up --node (or VCO_TESTENV_NODE=1)
            also a node: bridge $BRIDGE ($BRIDGE_IP/24), containerd, kubelet, kube-proxy and
            kube-scheduler; the API server and moto then listen on $BRIDGE_IP. Needs root; one per host.

@@ -125,3 +125,21 @@ async fn a_deleted_namespace_is_emptied_and_really_goes_away() {
         "its content went with it"
     );
 }
+
+#[tokio::test]
+async fn the_api_server_runs_the_kubernetes_version_the_environment_names() {
+    let Some(env) = TestEnv::live() else {
+        return;
+    };
+    let info = env
+        .kube()
+        .await
+        .apiserver_version()
+        .await
+        .expect("the API server's version");
+    assert_eq!(
+        info.git_version,
+        format!("v{}", env.kube_version),
+        "the compatibility run (hack/test.sh, up --floor) must reach the oldest supported API server"
+    );
+}

@@ -64,17 +64,18 @@ KCFG
 # write_env MOTO_URL: the environment's interface, twice from the same values: env.json (typed,
 # for programs: the test kit reads it) and env (export lines, for shells: `source` it).
 write_env() {
-  local moto_url=$1 node_name="" containerd=""
+  local moto_url=$1 kube_version=$2 node_name="" containerd=""
   if [ -f "$STATE/node" ]; then node_name=$NODE_NAME; containerd=$STATE/containerd/containerd.sock; fi
   python3 - "$STATE" "$(cat "$STATE/kube-apiserver.url")" "$moto_url" "$(tool_path)" \
-    "$MOTO_DIR/bin/python" "$node_name" "$containerd" "${BRIDGE_IP:-}" >"$STATE/env.json.tmp" <<'PY'
+    "$MOTO_DIR/bin/python" "$node_name" "$containerd" "${BRIDGE_IP:-}" "$kube_version" >"$STATE/env.json.tmp" <<'PY'
 import json, sys
-state, api, moto, path, python, node, containerd, bridge = sys.argv[1:]
+state, api, moto, path, python, node, containerd, bridge, kube = sys.argv[1:]
 print(json.dumps({
     "format": 1,
     "state_dir": state,
     "kubeconfig": f"{state}/kubeconfig",
     "api_server": api,
+    "kube_version": kube,
     "ssm_endpoint": moto,
     "aws_region": "us-east-1",
     "aws_access_key_id": "testing",
@@ -111,7 +112,10 @@ ENV
 
 all_running() {
   local name
-  for name in "${CONTROL_COMPONENTS[@]}"; do is_ours "$name" || return 1; done
+  for name in "${CONTROL_COMPONENTS[@]}"; do
+    [ "$name" = kube-controller-manager ] && [ -f "$STATE/floor" ] && continue
+    is_ours "$name" || return 1
+  done
   if [ -f "$STATE/node" ]; then
     for name in "${NODE_COMPONENTS[@]}"; do is_ours "$name" || return 1; done
   fi
@@ -128,9 +132,16 @@ node_ready() {
 }
 
 cmd_up() {
-  local node=${VCO_TESTENV_NODE:-0}
-  case "${1:-}" in --node) node=1 ;; "") ;; *) usage; exit 2 ;; esac
+  local node=${VCO_TESTENV_NODE:-0} floor=${VCO_TESTENV_FLOOR:-0}
+  case "${1:-}" in --node) node=1 ;; --floor) floor=1 ;; "") ;; *) usage; exit 2 ;; esac
   [ "$node" = 1 ] || node=0
+  [ "$floor" = 1 ] || floor=0
+  [ "$floor" = 0 ] || node=0
+  # --floor: the oldest supported Kubernetes, its API server only (no controller manager: a newer
+  # one may not run against an older API server).
+  local apiserver=$KUBE_DIR/bin/kube-apiserver version=$KUBE_VERSION
+  if [ "$floor" = 1 ]; then apiserver=$KUBE_FLOOR_DIR/bin/kube-apiserver version=$KUBE_FLOOR_VERSION; fi
+  [ -x "$apiserver" ] || die "$apiserver is missing: run 'hack/testenv.sh install' first"
   local b
   for b in "$ETCD_DIR/bin/etcd" "$MOTO_DIR/bin/moto_server" "$KUBE_DIR/bin/kube-apiserver" "$KUBE_DIR/bin/kube-controller-manager"; do
     [ -x "$b" ] || die "$b is missing: run 'hack/testenv.sh install' first"
@@ -140,7 +151,10 @@ cmd_up() {
       [ -x "$KUBE_DIR/bin/$b" ] || die "$KUBE_DIR/bin/$b is missing: run 'hack/testenv.sh install' first"
     done
   fi
-  if [ -f "$STATE/env" ] && all_running && { [ "$node" = 0 ] || [ -f "$STATE/node" ]; }; then
+  local running_floor=0
+  [ ! -f "$STATE/floor" ] || running_floor=1
+  if [ -f "$STATE/env" ] && all_running && { [ "$node" = 0 ] || [ -f "$STATE/node" ]; } &&
+    [ "$floor" = "$running_floor" ]; then
     log "already running (see 'hack/testenv.sh status'); starting nothing"
     return 0
   fi
@@ -156,8 +170,9 @@ cmd_up() {
   trap 'rc=$?; trap - EXIT; if [ $rc -ne 0 ]; then log "up failed; stopping what it started"; cmd_down; fi; exit $rc' EXIT
   trap 'exit 130' INT TERM HUP
   local start=$SECONDS etcd_port peer_port api_port moto_port kcm_port listen=127.0.0.1
-  rm -rf "$STATE/pki" "$STATE/etcd" "$STATE/env" "$STATE/env.json" "$STATE/kubeconfig"
+  rm -rf "$STATE/pki" "$STATE/etcd" "$STATE/env" "$STATE/env.json" "$STATE/kubeconfig" "$STATE/floor"
   mkdir -p "$STATE/logs"
+  [ "$floor" = 0 ] || touch "$STATE/floor"
   if [ "$node" = 1 ]; then
     node_lock
     touch "$STATE/node"
@@ -182,7 +197,7 @@ cmd_up() {
   wait_for "etcd health" etcd 150 health etcd
 
   local d=$STATE/pki
-  start kube-apiserver "$KUBE_DIR/bin/kube-apiserver" \
+  start kube-apiserver "$apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address "$listen" --advertise-address "$listen" --secure-port "$api_port" \
     --cert-dir "$d" --tls-cert-file "$d/server.crt" --tls-private-key-file "$d/server.key" \
@@ -201,6 +216,7 @@ cmd_up() {
   # The controller manager fills the aggregated admin/edit/view roles, creates ServiceAccounts
   # and the kube-root-ca.crt ConfigMap, finishes namespace deletion and runs Deployments.
   local kc=$STATE/kube-controller-manager.kubeconfig
+  if [ "$floor" = 0 ]; then
   start kube-controller-manager "$KUBE_DIR/bin/kube-controller-manager" \
     --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$STATE/kube-controller-manager-pki" \
@@ -208,6 +224,7 @@ cmd_up() {
     --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
     --cluster-signing-cert-file "$d/ca.crt" --cluster-signing-key-file "$d/ca.key"
   echo "https://127.0.0.1:$kcm_port" >"$STATE/kube-controller-manager.url"
+  fi
 
   if [ "$node" = 1 ]; then
     local sched_port kubelet_port proxy_port proxy_metrics
@@ -225,15 +242,15 @@ cmd_up() {
   fi
 
   wait_for "moto" moto 150 health moto
-  wait_for "kube-controller-manager to fill the admin role" kube-controller-manager 600 aggregated
+  [ "$floor" = 1 ] || wait_for "kube-controller-manager to fill the admin role" kube-controller-manager 600 aggregated
   if [ "$node" = 1 ]; then
     wait_for "kube-scheduler" kube-scheduler 600 health kube-scheduler
     wait_for "kube-proxy" kube-proxy 600 health kube-proxy
     wait_for "node $NODE_NAME Ready" kubelet 900 node_ready
   fi
-  write_env "http://$listen:$moto_port"
+  write_env "http://$listen:$moto_port" "$version"
   trap - EXIT INT TERM HUP
-  log "up in $((SECONDS - start))s: kube-apiserver $api_url, etcd 127.0.0.1:$etcd_port, SSM http://$listen:$moto_port$([ "$node" = 1 ] && echo ", node $NODE_NAME Ready")"
+  log "up in $((SECONDS - start))s: kube-apiserver v$version $api_url, etcd 127.0.0.1:$etcd_port, SSM http://$listen:$moto_port$([ "$node" = 1 ] && echo ", node $NODE_NAME Ready")"
   log "use it with: source $STATE/env"
 }
 
@@ -246,7 +263,8 @@ cmd_down() {
   stop moto
   # Keep logs/ for post-mortems; everything else is state of this run.
   rm -rf "$STATE/pki" "$STATE/etcd" "$STATE/env" "$STATE/env.json" "$STATE"/*.kubeconfig \
-    "$STATE/kubeconfig" "$STATE"/*.cmd "$STATE"/*.url "$STATE/kube-controller-manager-pki"
+    "$STATE/kubeconfig" "$STATE"/*.cmd "$STATE"/*.url "$STATE/kube-controller-manager-pki" \
+    "$STATE/floor"
   log "down"
 }
 

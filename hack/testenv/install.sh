@@ -10,18 +10,20 @@ go_wrapper() {
 
 KUBE_COMMANDS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 
-install_kube() {
-  local missing=() c
-  for c in "${KUBE_COMMANDS[@]}"; do [ -x "$KUBE_DIR/bin/$c" ] || missing+=("$c"); done
-  if [ ${#missing[@]} -eq 0 ]; then log "kubernetes v$KUBE_VERSION: cached"; return; fi
-  log "kubernetes v$KUBE_VERSION (${missing[*]}): building from k8s.io/kubernetes (cold: ~15-25 min)"
-  go_wrapper "$KUBE_DIR"
+# build_kube VERSION DIR COMMAND...: the COMMANDs of k8s.io/kubernetes at VERSION into DIR/bin
+# (each only if missing).
+build_kube() {
+  local version=$1 dir=$2 missing=() c; shift 2
+  for c in "$@"; do [ -x "$dir/bin/$c" ] || missing+=("$c"); done
+  if [ ${#missing[@]} -eq 0 ]; then log "kubernetes v$version ($*): cached"; return; fi
+  log "kubernetes v$version (${missing[*]}): building from k8s.io/kubernetes (cold: ~5-25 min)"
+  go_wrapper "$dir"
   (
-    cd "$KUBE_DIR"
+    cd "$dir"
     local gomod minor pkgs=()
-    gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    [ -n "$gomod" ] || die "could not download k8s.io/kubernetes@v$KUBE_VERSION"
-    minor=v0.${KUBE_VERSION#1.}
+    gomod=$(go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [ -n "$gomod" ] || die "could not download k8s.io/kubernetes@v$version"
+    minor=v0.${version#1.}
     # k8s.io/kubernetes requires its staging modules as v0.0.0 with `=> ./staging/...` replaces,
     # which do not apply outside its repository: point each at its published v0.X.Y instead.
     for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*|\1|p' "$gomod"); do
@@ -29,9 +31,9 @@ install_kube() {
     done
     log "  resolving modules"
     # Get the commands' packages (not just the module) so go.sum covers everything they import.
-    for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@v$KUBE_VERSION"); done
+    for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@v$version"); done
     quiet go get "${pkgs[@]}"
-    local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)"
+    local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$version" | cut -d. -f2)"
     for c in "${missing[@]}"; do
       local t=$SECONDS
       go build -trimpath -ldflags "$ldflags" -o "bin/$c.tmp" "k8s.io/kubernetes/cmd/$c"
@@ -39,6 +41,12 @@ install_kube() {
       log "  compiled $c ($((SECONDS - t))s)"
     done
   )
+}
+
+install_kube() {
+  build_kube "$KUBE_VERSION" "$KUBE_DIR" "${KUBE_COMMANDS[@]}"
+  # The oldest supported Kubernetes: its API server only (`up --floor`).
+  build_kube "$KUBE_FLOOR_VERSION" "$KUBE_FLOOR_DIR" kube-apiserver
 }
 
 # The pod sandbox ("pause") image cannot be pulled here: compile pause.c from the kubernetes

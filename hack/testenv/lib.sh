@@ -5,6 +5,8 @@
 # ---- versions: pinned here and nowhere else ---------------------------------------------------
 KUBE_VERSION=1.36.3      # k8s.io/kubernetes: kube-apiserver, kubectl, kube-controller-manager,
                          # kube-scheduler, kubelet, kube-proxy
+KUBE_FLOOR_VERSION=1.33.13  # the oldest Kubernetes the operator supports (EKS extended support):
+                         # its kube-apiserver, for `up --floor`
 PAUSE_VERSION=3.10.2     # the sandbox image, built from build/pause/linux/pause.c of that module
 ETCD_VERSION=3.6.16      # go.etcd.io/etcd/server/v3
 HELM_VERSION=3.19.5      # helm.sh/helm/v3
@@ -20,6 +22,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${VCO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-connection-operator/testenv}
 STATE=${VCO_TESTENV_DIR:-$ROOT/target/testenv}
 KUBE_DIR=$CACHE/kubernetes-v$KUBE_VERSION
+KUBE_FLOOR_DIR=$CACHE/kubernetes-v$KUBE_FLOOR_VERSION
 ETCD_DIR=$CACHE/etcd-v$ETCD_VERSION
 HELM_DIR=$CACHE/helm-v$HELM_VERSION
 MOTO_DIR=$CACHE/moto-$MOTO_VERSION

@@ -22,6 +22,9 @@ pub const CHART: &str = concat!(
 /// The CRD's name (docs/design.md §4).
 pub const CRD: &str = "vaultconnections.vaultconnections.io";
 
+/// The oldest Kubernetes the chart supports (its `kubeVersion`), for offline renders.
+pub const KUBE_FLOOR: &str = "1.33.0";
+
 /// The release and namespace offline renderings use, and the chart's full name for them.
 pub const RELEASE: &str = "rel";
 pub const NAMESPACE: &str = "ops";
@@ -47,7 +50,14 @@ impl Helm {
 
     /// `helm ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Output::of(Command::new(&self.bin).args(args), None)
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args);
+        // Offline, helm assumes Kubernetes 1.20, below the chart's kubeVersion: render and lint
+        // for the oldest supported one, as a cluster of that version would.
+        if matches!(args.first(), Some(&"template" | &"lint")) {
+            cmd.args(["--kube-version", KUBE_FLOOR]);
+        }
+        Output::of(&mut cmd, None)
     }
 
     /// `helm lint CHART` with VALUES (YAML) as a values file.

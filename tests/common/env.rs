@@ -47,6 +47,8 @@ pub struct TestEnv {
     pub path: String,
     /// The node, when the environment has one (`up --node`).
     pub node: Option<EnvNode>,
+    /// The Kubernetes version its API server runs (`up --floor`: the oldest supported).
+    pub kube_version: String,
 }
 
 /// The node of the test environment.
@@ -68,6 +70,7 @@ struct EnvFile {
     ssm_endpoint: String,
     bin: Vec<String>,
     node: Option<EnvNode>,
+    kube_version: String,
 }
 
 impl TestEnv {
@@ -103,6 +106,7 @@ impl TestEnv {
             ssm_endpoint: env.ssm_endpoint,
             path,
             node: env.node,
+            kube_version: env.kube_version,
         })
     }
 
