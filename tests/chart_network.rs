@@ -233,7 +233,11 @@ fn the_pod_identity_agent_is_reachable_and_imds_is_neither_reachable_nor_used_by
 
     // Off the agent's rule goes, and nothing else opens port 80.
     let without = helm.render(&["--set", "networkPolicy.podIdentityAgent=false"]);
-    assert!(egress_cidrs(&without).is_empty(), "{:?}", egress_cidrs(&without));
+    assert!(
+        egress_cidrs(&without).is_empty(),
+        "{:?}",
+        egress_cidrs(&without)
+    );
 
     let schema = helm.run(&[
         "template",
