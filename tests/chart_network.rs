@@ -8,6 +8,28 @@ use serde_json::{Value, json};
 
 use common::chart::{FULLNAME, Helm, Rendered};
 
+/// The egress rule to the EKS Pod Identity agent (IPv4 and IPv6 addresses, port 80).
+fn pod_identity_agent_rule() -> Value {
+    json!({
+        "ports": [{"port": 80, "protocol": "TCP"}],
+        "to": [
+            {"ipBlock": {"cidr": "169.254.170.23/32"}},
+            {"ipBlock": {"cidr": "fd00:ec2::23/128"}}
+        ]
+    })
+}
+
+/// Every egress peer CIDR of the chart's main NetworkPolicy.
+fn egress_cidrs(r: &Rendered) -> Vec<String> {
+    r.find("NetworkPolicy", FULLNAME)["spec"]["egress"]
+        .as_array()
+        .expect("egress rules")
+        .iter()
+        .flat_map(|rule| rule["to"].as_array().cloned().unwrap_or_default())
+        .filter_map(|peer| peer["ipBlock"]["cidr"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The verification NetworkPolicy, if rendered.
 fn verification_policy(r: &Rendered) -> Option<Value> {
     r.get("NetworkPolicy", &format!("{FULLNAME}-verification"))
@@ -81,8 +103,14 @@ fn the_network_policy_is_on_by_default_and_admits_only_scrapes_probes_and_needed
             (json!(53), json!("TCP")),
             (json!(443), json!("TCP")),
             (json!(6443), json!("TCP")),
+            (json!(80), json!("TCP")),
         ],
-        "egress: DNS, the API server and HTTPS (AWS) only"
+        "egress: DNS, the API server and HTTPS (AWS), and the Pod Identity agent only"
+    );
+    assert_eq!(
+        spec["egress"][2],
+        pod_identity_agent_rule(),
+        "port 80 only to the EKS Pod Identity agent's two addresses"
     );
 
     // Node CIDRs for the kubelet's probes, on a CNI that does not exempt them.
@@ -170,4 +198,53 @@ operator:
         policy["spec"]["podSelector"], main["spec"]["podSelector"],
         "both policies select the operator pods"
     );
+}
+
+#[test]
+fn the_pod_identity_agent_is_reachable_and_imds_is_neither_reachable_nor_used_by_default() {
+    let Some(helm) = Helm::find() else {
+        return;
+    };
+    let r = helm.render(&[]);
+    assert_eq!(
+        r.env("AWS_EC2_METADATA_DISABLED").as_deref(),
+        Some("true"),
+        "no fallback to the node's instance role by default"
+    );
+    let cidrs = egress_cidrs(&r);
+    assert!(cidrs.contains(&"169.254.170.23/32".to_owned()), "{cidrs:?}");
+    assert!(cidrs.contains(&"fd00:ec2::23/128".to_owned()), "{cidrs:?}");
+    assert!(
+        !cidrs.contains(&"169.254.169.254/32".to_owned()),
+        "IMDS is not opened by default: {cidrs:?}"
+    );
+
+    // The documented way back to the node's role: the SDK may ask IMDS, and the policy lets it.
+    let fallback = helm.render(&["--set", "aws.imdsFallback=true"]);
+    assert_eq!(fallback.env("AWS_EC2_METADATA_DISABLED"), None);
+    let rules = fallback.find("NetworkPolicy", FULLNAME)["spec"]["egress"].clone();
+    assert!(
+        rules.as_array().expect("rules").contains(&json!({
+            "ports": [{"port": 80, "protocol": "TCP"}],
+            "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}]
+        })),
+        "{rules}"
+    );
+
+    // Off the agent's rule goes, and nothing else opens port 80.
+    let without = helm.render(&["--set", "networkPolicy.podIdentityAgent=false"]);
+    assert!(
+        egress_cidrs(&without).is_empty(),
+        "{:?}",
+        egress_cidrs(&without)
+    );
+
+    let schema = helm.run(&[
+        "template",
+        "rel",
+        common::chart::CHART,
+        "--set",
+        "aws.imdsFallback=yes",
+    ]);
+    assert!(!schema.success, "the schema wants a boolean");
 }

@@ -112,6 +112,21 @@ install_promtool() {
   )
 }
 
+# kube-network-policies, SIG Network's NetworkPolicy enforcer (nftables, with the first packet of
+# each connection judged in user space through NFQUEUE), built unmodified from its Go module: the
+# node's policy engine on top of the bridge CNI, which enforces nothing itself.
+install_netpol() {
+  if [ -x "$NETPOL_DIR/bin/kube-network-policies" ]; then log "kube-network-policies v$NETPOL_VERSION: cached"; return; fi
+  log "kube-network-policies v$NETPOL_VERSION: building from sigs.k8s.io/kube-network-policies (cold: ~2-4 min)"
+  go_wrapper "$NETPOL_DIR"
+  (
+    cd "$NETPOL_DIR"
+    quiet go get "sigs.k8s.io/kube-network-policies/cmd@v$NETPOL_VERSION"
+    go build -trimpath -ldflags "-s -w" -o bin/kube-network-policies.tmp sigs.k8s.io/kube-network-policies/cmd
+    mv bin/kube-network-policies.tmp bin/kube-network-policies
+  )
+}
+
 # The kstatus / Argo CD health checker from hack/ecosystem (its go.mod pins cli-utils and
 # gopher-lua). Rebuilt whenever its source changes, since the cache key is a hash of it.
 install_ecosystem() {
@@ -175,6 +190,7 @@ cmd_install() {
   install_pause
   install_helm
   install_promtool
+  install_netpol
   install_ecosystem
   install_moto
   log "install done in $((SECONDS - start))s; cache: $CACHE ($(du -sh "$CACHE" 2>/dev/null | cut -f1))"

@@ -12,6 +12,10 @@ ETCD_VERSION=3.6.16      # go.etcd.io/etcd/server/v3
 HELM_VERSION=3.19.5      # helm.sh/helm/v3
 MOTO_VERSION=5.2.5       # moto[server] from PyPI
 PROMETHEUS_VERSION=0.316.0  # github.com/prometheus/prometheus Go module (promtool; Prometheus v3.16.0)
+NETPOL_VERSION=0.8.0     # sigs.k8s.io/kube-network-policies: SIG Network's NetworkPolicy enforcer
+                         # (nftables + NFQUEUE), the node's policy engine (up --node)
+# The EKS stand-ins (hack/testenv/eks.py: the pod identity webhook and the Pod Identity agent) are
+# Python standard library only, run with moto's interpreter; nothing to pin.
 # hack/ecosystem (kstatus and Argo CD health checker) pins its modules in its own go.mod; its cache
 # is keyed by a hash of its source.
 # containerd, runc, the CNI plugins, iptables, musl-tools and docker.io are Debian 12 packages
@@ -30,9 +34,10 @@ PROMTOOL_DIR=$CACHE/promtool-v$PROMETHEUS_VERSION
 ECO_SRC=$ROOT/hack/ecosystem
 ECO_DIR=$CACHE/ecosystem-$(cat "$ECO_SRC"/go.mod "$ECO_SRC"/go.sum "$ECO_SRC"/*.go | sha256sum | cut -c1-12)
 PAUSE_DIR=$CACHE/pause-$PAUSE_VERSION
+NETPOL_DIR=$CACHE/kube-network-policies-v$NETPOL_VERSION
 
 CONTROL_COMPONENTS=(etcd kube-apiserver kube-controller-manager moto)
-NODE_COMPONENTS=(containerd kubelet kube-proxy kube-scheduler)
+NODE_COMPONENTS=(containerd kubelet kube-proxy kube-scheduler kube-network-policies eks-webhook eks-agent)
 
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
@@ -153,6 +158,10 @@ health() {
     kubelet|kube-proxy) curl -fsS --max-time 5 "$(cat "$STATE/$1.url")/healthz" ;;
     containerd) ctr --address "$STATE/containerd/containerd.sock" version ;;
     moto) curl -fsS --max-time 5 "$(cat "$STATE/moto.url")/moto-api/" ;;
+    kube-network-policies) curl -fsS --max-time 5 "$(cat "$STATE/$1.url")/metrics" ;;
+    eks-webhook) curl -fsS --max-time 5 --cacert "$d/ca.crt" "$(cat "$STATE/$1.url")/healthz" ;;
+    # Any HTTP answer (404 here) from inside the link-local namespace, where it listens.
+    eks-agent) ip netns exec vco-linklocal curl -sS -o /dev/null --max-time 5 http://169.254.170.23/ ;;
   esac
 }
 

@@ -11,6 +11,8 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.0.0.0/24      # the `kubernetes` Service is 10.0.0.1:443
 NODE_LOCK=/run/vco-testenv-node.owner
 CGROUP_ROOT=vco-testenv       # every pod's cgroup lives under /<controller>/vco-testenv
+# shellcheck source=hack/testenv/eks.sh
+source "$ROOT/hack/testenv/eks.sh"   # the EKS stand-ins, the link-local services, the policy engine
 
 # node_lock: claim the host's one node for this state directory, or say who holds it.
 node_lock() {
@@ -36,9 +38,12 @@ node_network() {
   ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
   ip addr replace "$BRIDGE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  linklocal_cleanup
+  linklocal_network
   mkdir -p "$STATE/cni"
-  # No default route in pods: they reach the bridge (API server, moto) and the Service range
-  # (kube-proxy's DNAT to the API server), nothing the test environment did not make.
+  # No default route in pods: they reach the bridge (API server, moto), the Service range
+  # (kube-proxy's DNAT to the API server) and the node's link-local services (the Pod Identity
+  # agent, IMDS: eks.sh), nothing the test environment did not make.
   cat >"$STATE/cni/10-vco-testenv.conflist" <<CNI
 {
   "cniVersion": "1.0.0",
@@ -48,7 +53,8 @@ node_network() {
     "ipam": {
       "type": "host-local", "dataDir": "$STATE/cni-ipam",
       "ranges": [[{"subnet": "$POD_CIDR", "rangeStart": "10.244.0.10", "gateway": "$BRIDGE_IP"}]],
-      "routes": [{"dst": "$SERVICE_CIDR", "gw": "$BRIDGE_IP"}]
+      "routes": [{"dst": "$SERVICE_CIDR", "gw": "$BRIDGE_IP"},
+                 {"dst": "$POD_IDENTITY_IP/32", "gw": "$BRIDGE_IP"}, {"dst": "$IMDS_IP/32", "gw": "$BRIDGE_IP"}]
     }
   }, {"type": "loopback"}]
 }
@@ -152,6 +158,10 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 YAML
   start kube-proxy "$KUBE_DIR/bin/kube-proxy" --config "$p/config.yaml"
   echo "http://127.0.0.1:$healthz_port" >"$STATE/kube-proxy.url"
+  # The node's last parts, started with the proxy (cmd_up starts the node through these
+  # functions): the NetworkPolicy engine and the EKS stand-ins (eks.sh).
+  node_policy "$api"
+  node_eks "$api"
 }
 
 # node_cleanup [DIR]: remove everything the node of state directory DIR (default: this one)
@@ -174,6 +184,7 @@ node_cleanup() {
       done
     done
   done
+  linklocal_cleanup
   # Mounts under the state directory (container rootfs, projected volumes, shm), deepest first.
   for m in $(findmnt -rn -o TARGET | grep -F "$dir/" | sort -r); do umount -l "$m" 2>/dev/null || true; done
   # Pod network namespaces (containerd 1.6 keeps them in /var/run/netns as cni-<uuid>).
@@ -191,13 +202,17 @@ node_cleanup() {
   # Paths the kubelet and containerd shims use whatever their configuration says.
   rm -rf /var/log/pods /var/log/containers /var/lib/kubelet
   rmdir /run/containerd/s /run/containerd 2>/dev/null || true
-  rm -rf "$dir/containerd" "$dir/kubelet" "$dir/kube-proxy" "$dir/cni" "$dir/cni-ipam" "$dir/node"
+  rm -rf "$dir/containerd" "$dir/kubelet" "$dir/kube-proxy" "$dir/cni" "$dir/cni-ipam" "$dir/node" \
+    "$dir/eks" "$dir/kube-network-policies"
   if [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" = "$dir" ]; then rm -f "$NODE_LOCK"; fi
 }
 
 # node_down: stop the node's processes and every container, then clean the host.
 node_down() {
   local sock=$STATE/containerd/containerd.sock id
+  stop eks-agent
+  stop eks-webhook
+  stop kube-network-policies
   stop kube-proxy
   stop kubelet
   stop kube-scheduler

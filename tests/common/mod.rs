@@ -17,15 +17,20 @@
 //! - [`alerts`]: the chart's alert rules and dashboard queries, and promtool.
 //! - [`ecosystem`]: kstatus and Argo CD's health check, as the ecosystem's own code runs them.
 //! - [`node`]: the environment's real node, the operator image in it, the chart's pods.
+//! - [`eks`]: the node's EKS stand-ins (Pod Identity associations, the agent's and IMDS's logs)
+//!   and an STS/SSM proxy that checks web identity tokens and shortens credentials' lifetime.
+//! - [`netns`]: connections from inside a pod's network namespace, and bare pods to probe with.
 #![allow(dead_code)] // each test binary uses a different part of the kit
 #![allow(unused_imports)] // and so of the re-exports below
 
 pub mod alerts;
 pub mod chart;
 pub mod ecosystem;
+pub mod eks;
 pub mod env;
 pub mod fake_ssm;
 pub mod fixtures;
+pub mod netns;
 pub mod node;
 pub mod operator;
 pub mod process;

@@ -107,7 +107,6 @@ pub fn values_for(
             {"name": "AWS_ENDPOINT_URL_SSM", "value": endpoint},
             {"name": "AWS_ACCESS_KEY_ID", "value": "testing"},
             {"name": "AWS_SECRET_ACCESS_KEY", "value": "testing"},
-            {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
         ],
     });
     ValuesFile::new(&serde_yaml::to_string(&values).expect("values YAML"))
