@@ -69,8 +69,11 @@ release_build() {
   while IFS= read -r line; do envs+=("$line"); done < <(release_env "$target")
   log "building the release binary for $target (Rust $RUST_RELEASE_VERSION, cache $RELEASE_TARGET_DIR)"
   # `cargo auditable build|zigbuild` runs `cargo build|zigbuild` with a rustc wrapper for the
-  # workspace's crate that adds the .dep-v0 section.
-  (cd "$ROOT" && env "${envs[@]}" PATH="$CARGO_AUDITABLE_DIR/bin:$CARGO_ZIGBUILD_DIR/bin:$PATH" \
+  # workspace's crate that adds the .dep-v0 section. Without SOURCE_DATE_EPOCH (hack/release.sh
+  # sets it to the commit's time for the image): the cc crate reruns the build scripts of
+  # aws-lc-sys, ring and psm when it changes, which rebuilt most of the tree on every commit, and
+  # none of their C uses __DATE__ or __TIME__.
+  (cd "$ROOT" && env -u SOURCE_DATE_EPOCH "${envs[@]}" PATH="$CARGO_AUDITABLE_DIR/bin:$CARGO_ZIGBUILD_DIR/bin:$PATH" \
     cargo +"$RUST_RELEASE_VERSION" auditable "$build" --release --locked --quiet --target "$target" \
     --bin vault-connection-operator --target-dir "$RELEASE_TARGET_DIR") >&2
   local bin=$RELEASE_TARGET_DIR/$target/release/vault-connection-operator
