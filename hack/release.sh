@@ -49,7 +49,7 @@ source "$ROOT/hack/release/registry.sh"
 log() { printf '[release %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 cd "$ROOT"
 
-KEY= ALLOW_DIRTY=false OUT=
+KEY='' ALLOW_DIRTY=false OUT=''
 while [ $# -gt 0 ]; do
   case "$1" in
     --key) KEY=${2:?--key needs a value}; shift 2 ;;
@@ -203,7 +203,8 @@ tools         cargo-auditable $CARGO_AUDITABLE_VERSION, cargo-zigbuild $CARGO_ZI
 go            $(go env GOVERSION) (hack/oci: $(basename "$OCI_DIR"))
 debian        musl-tools $(pkgver musl-tools), ca-certificates $(pkgver ca-certificates), qemu-user-static $(pkgver qemu-user-static)
 EOF
-(cd "$OUT" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
+(cd "$OUT" && find . -type f -printf "%P\n" | LC_ALL=C sort | xargs sha256sum >"$WORK/SHA256SUMS")
+mv "$WORK/SHA256SUMS" "$OUT/SHA256SUMS"
 
 hack/release/verify.sh "$OUT"
 log "done: $NAME $VERSION, index $DIGEST, in $OUT"

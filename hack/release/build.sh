@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The operator's release binary, built one way for every user of it: hack/image.sh (the test
 # node's image), hack/release.sh (the published image) and hack/test.sh (the arm64 smoke test).
 # Sourced after hack/testenv/lib.sh and hack/release/tools.sh (versions and where the tools are).
@@ -110,7 +111,7 @@ release_smoke() {
 # verifies the probe's P-256 certificate, sends its first request over TLS, reads the cluster id
 # from the answer and logs "starting" with it. Prints the TLS version and cipher of that request.
 release_tls_smoke() {
-  local bin=$1 runner=${2:-} dir probe pid port i started=false
+  local bin=$1 runner=${2:-} dir probe pid port started=false
   local run=("$bin"); [ -z "$runner" ] || run=("$runner" "$bin")
   dir=$(mktemp -d)
   # A CA and a server certificate it signs (webpki refuses a CA certificate as a server's).
@@ -125,7 +126,7 @@ release_tls_smoke() {
   } >/dev/null 2>&1 || die "openssl could not make the probe's certificates"
   python3 "$ROOT/hack/release/tls-probe.py" "$dir/cert.pem" "$dir/key.pem" "$dir/port" >"$dir/probe.log" 2>&1 &
   probe=$!
-  for i in $(seq 1 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+  for _ in $(seq 1 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
   port=$(cat "$dir/port" 2>/dev/null) || die "the TLS probe did not start: $(cat "$dir/probe.log")"
   cat >"$dir/kubeconfig" <<KUBECONFIG
 apiVersion: v1
@@ -139,7 +140,7 @@ KUBECONFIG
     AWS_EC2_METADATA_DISABLED=true "${run[@]}" run --metrics-addr "127.0.0.1:$(free_ports 1)" \
     --log-format text >"$dir/run.log" 2>&1 &
   pid=$!
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     if grep -qs "starting.*0e0e0e0e-0000-4000-8000-0000000000a1" "$dir/run.log"; then started=true; break; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -147,7 +148,7 @@ KUBECONFIG
   # SIGTERM, then SIGKILL: what matters here is the TLS exchange, not the shutdown (which, while
   # the first list of connections is still being retried, the operator does not finish).
   kill -TERM "$pid" "$probe" 2>/dev/null || true
-  for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" "$probe" 2>/dev/null || true
   if [ "$started" != true ]; then

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A throwaway OCI registry on loopback, for the length of one script: cosign signs and verifies
 # only what a registry holds, so hack/release.sh pushes the image there to sign it, and
 # hack/release/verify.sh pushes the release there to check it the way a user does with their own
@@ -14,7 +15,7 @@ REGISTRY_TMP=
 
 registry_start() {
   [ -x "$REGISTRY_DIR/bin/registry" ] || die "the registry is missing: run hack/testenv.sh install"
-  local port i
+  local port
   REGISTRY_TMP=$(mktemp -d)
   port=$(free_ports 1)
   REGISTRY=127.0.0.1:$port
@@ -29,7 +30,7 @@ EOF
   OTEL_TRACES_EXPORTER=none setsid "$REGISTRY_DIR/bin/registry" serve "$REGISTRY_TMP/config.yml" \
     </dev/null >"$REGISTRY_TMP/registry.log" 2>&1 &
   REGISTRY_PID=$!
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null && return 0
     kill -0 "$REGISTRY_PID" 2>/dev/null || break
     sleep 0.1

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The release and supply-chain tools, cached per version under $CACHE like the test
 # environment's binaries (versions: hack/testenv/lib.sh). Sourced by hack/testenv/install.sh, so
 # `hack/testenv.sh install` (the one install step of hack/test.sh and hack/demo.sh) installs them.
