@@ -187,6 +187,7 @@ quiet "$COSIGN" attest --key "$KEY" "${SIGN_FLAGS[@]}" --allow-http-registry --t
 # bundles), so a user's `oras cp -r` carries them to their registry.
 quiet "$ORAS" cp --recursive --from-plain-http "$REF:$VERSION" --to-oci-layout "$OUT/image:$VERSION"
 quiet "$COSIGN" sign-blob --key "$KEY" "${SIGN_FLAGS[@]}" --bundle "$CHART.sigstore.json" "$CHART"
+chmod 0644 "$CHART.sigstore.json"   # cosign writes it 0600; it is published like the chart
 registry_stop
 log "signed the index, both platform images and the chart; attested the SBOM"
 
