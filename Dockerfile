@@ -7,7 +7,10 @@
 #                               or loader at run time), built on the host
 #   ca-certificates.crt         the CA bundle the AWS SDK verifies TLS with
 # Nothing is compiled and nothing is pulled while the image builds, so it builds offline and in
-# seconds; a release pipeline runs the same script. Only linux/amd64 is built.
+# seconds. This file serves the test node and local use (linux/amd64). The published image is
+# built without Docker by hack/release.sh (hack/oci): the same binary, built the same way
+# (hack/release/build.sh), for linux/amd64 and linux/arm64, with the same two files in the same
+# places, the same user, port, entrypoint and command; keep the two in step.
 #
 # `FROM scratch` is not an image: there is no base image to pin by digest and nothing in the
 # image besides the two files (no shell, no package manager, no libc, no /etc/passwd; the user is

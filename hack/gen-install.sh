@@ -5,15 +5,23 @@
 # the chart (tests/install_manifest.rs), so run this after changing the chart.
 #   hack/gen-install.sh            rewrite deploy/install.yaml
 #   hack/gen-install.sh --stdout   print what it would write
+#   hack/gen-install.sh --chart CHART.tgz --stdout
+#                                  the same from a packaged chart (hack/release.sh: the release's
+#                                  install.yaml, from the chart whose image is pinned by digest)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 NAMESPACE=vault-connection-operator
+CHART=charts/vault-connection-operator CHART_NAME=charts/vault-connection-operator
+if [ "${1:-}" = "--chart" ]; then
+  CHART=${2:?--chart needs a path}; CHART_NAME=${CHART##*/}; shift 2
+  [ "${1:-}" = "--stdout" ] || { echo "--chart renders to stdout only: deploy/install.yaml follows the chart's sources" >&2; exit 2; }
+fi
 HELM=${HELM:-$(PATH="$(hack/testenv.sh path):$PATH" command -v helm || true)}
 [ -n "$HELM" ] || { echo "helm not found: run hack/testenv.sh install" >&2; exit 1; }
 
 render() {
   cat <<HEADER
-# vault-connection-operator: the Helm chart charts/vault-connection-operator rendered with its
+# vault-connection-operator: the Helm chart $CHART_NAME rendered with its
 # default values into namespace $NAMESPACE by hack/gen-install.sh. Do not edit: change the
 # chart and run the script again. Apply with
 #   kubectl apply --server-side -f deploy/install.yaml
@@ -28,8 +36,7 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
 HEADER
   # --kube-version: offline helm assumes 1.20, below the chart's kubeVersion.
-  "$HELM" template "$NAMESPACE" charts/vault-connection-operator --namespace "$NAMESPACE" \
-    --kube-version 1.33.0
+  "$HELM" template "$NAMESPACE" "$CHART" --namespace "$NAMESPACE" --kube-version 1.33.0
 }
 
 if [ "${1:-}" = "--stdout" ]; then

@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
-# Builds the operator image from the Dockerfile, offline: a static release binary
-# (x86_64-unknown-linux-musl) compiled on the host, packed with a CA bundle into a `FROM scratch`
-# image by Debian's dockerd, saved as an archive and, with --load, imported into the test node.
+# Builds the operator image from the Dockerfile, offline: the static release binary
+# (x86_64-unknown-linux-musl) compiled on the host exactly as hack/release.sh compiles it
+# (hack/release/build.sh), packed with a CA bundle into a `FROM scratch` image by Debian's
+# dockerd, saved as an archive and, with --load, imported into the test node.
 #
 #   hack/image.sh                 build IMAGE (default localhost/vault-connection-operator:dev)
 #   hack/image.sh --load          also import it into the node of the test environment
 #                                 (VCO_TESTENV_DIR, default target/testenv; `up --node`)
 #
 # Output: target/image/image.tar (docker archive) and target/image/ref (the image reference).
-# The musl build's target directory is cached outside the checkout, keyed by nothing but cargo's
-# own fingerprints: ~/.cache/vault-connection-operator/image-target. Cold: a full release build
-# of the dependencies; warm: seconds (or one crate's build after a source change).
+# The release build's target directory is cached outside the checkout, keyed by nothing but
+# cargo's own fingerprints, and shared with hack/release.sh:
+# ~/.cache/vault-connection-operator/release-target. Cold: a full release build of the
+# dependencies; warm: seconds (or one crate's build after a source change).
 # When no Docker daemon answers, one is started for the build (its own socket and data under
 # /run/vco-dockerd and the cache; no bridge, no iptables) and stopped afterwards.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/testenv/lib.sh
+source "$ROOT/hack/testenv/lib.sh"
+# shellcheck source=hack/release/tools.sh
+source "$ROOT/hack/release/tools.sh"
+# shellcheck source=hack/release/build.sh
+source "$ROOT/hack/release/build.sh"
 cd "$ROOT"
 IMAGE=${IMAGE:-localhost/vault-connection-operator:dev}
 TARGET=x86_64-unknown-linux-musl
-CACHE=${VCO_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-connection-operator}
+CACHE_ROOT=${VCO_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-connection-operator}
 OUT=$ROOT/target/image
 DOCKER_RUN=/run/vco-dockerd
 # Debian's docker client, whatever else is first on PATH: it speaks the daemon's API version and
@@ -26,7 +34,6 @@ DOCKER_RUN=/run/vco-dockerd
 DOCKER=/usr/bin/docker
 export DOCKER_BUILDKIT=0
 log() { printf '[image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 LOAD=false
 case "${1:-}" in
@@ -35,27 +42,18 @@ case "${1:-}" in
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac
 
-command -v musl-gcc >/dev/null || die "musl-gcc is missing: apt-get install musl-tools"
 [ -x "$DOCKER" ] && command -v dockerd >/dev/null || die "docker is missing: apt-get install docker.io"
 [ -f /etc/ssl/certs/ca-certificates.crt ] || die "/etc/ssl/certs/ca-certificates.crt is missing: apt-get install ca-certificates"
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+rustup +"$RUST_RELEASE_VERSION" target list --installed 2>/dev/null | grep -qx "$TARGET" \
+  || quiet rustup target add --toolchain "$RUST_RELEASE_VERSION" "$TARGET"
+install_crate cargo-auditable "$CARGO_AUDITABLE_VERSION" "$CARGO_AUDITABLE_DIR"
 
-t=$SECONDS
-log "building the release binary for $TARGET (cache: $CACHE/image-target)"
-CC_x86_64_unknown_linux_musl=musl-gcc \
-  cargo build --release --locked --quiet --target "$TARGET" --bin vault-connection-operator \
-  --target-dir "$CACHE/image-target"
-log "  binary built in $((SECONDS - t))s"
-
+# Static, stripped (symbols only serve debuggers and backtraces; without them the image is a
+# quarter smaller), with its dependency list embedded; refused if it needs a libc.
+bin=$(release_build "$TARGET")
 rm -rf "$OUT/context" && mkdir -p "$OUT/context"
-cp "$CACHE/image-target/$TARGET/release/vault-connection-operator" "$OUT/context/"
-# Symbols only serve debuggers and backtraces; without them the image is a quarter smaller.
-strip "$OUT/context/vault-connection-operator"
+cp "$bin" "$OUT/context/"
 cp /etc/ssl/certs/ca-certificates.crt "$OUT/context/"
-# A static binary has no program interpreter; refuse to ship one that would need a libc.
-if readelf -l "$OUT/context/vault-connection-operator" | grep -q 'program interpreter'; then
-  die "the binary is dynamically linked; the image has no libc"
-fi
 
 # The daemon: one that already answers, or our own for the length of this script.
 STARTED_DOCKERD=false
@@ -65,9 +63,9 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
   if [ -f "$DOCKER_RUN/started-by-image-sh.pid" ] && "$DOCKER" info >/dev/null 2>&1; then
     STARTED_DOCKERD=true
   elif ! "$DOCKER" info >/dev/null 2>&1; then
-    mkdir -p "$DOCKER_RUN" "$CACHE/docker"
-    log "starting dockerd (socket $DOCKER_HOST, data $CACHE/docker)"
-    setsid dockerd --host "$DOCKER_HOST" --data-root "$CACHE/docker" --exec-root "$DOCKER_RUN/exec" \
+    mkdir -p "$DOCKER_RUN" "$CACHE_ROOT/docker"
+    log "starting dockerd (socket $DOCKER_HOST, data $CACHE_ROOT/docker)"
+    setsid dockerd --host "$DOCKER_HOST" --data-root "$CACHE_ROOT/docker" --exec-root "$DOCKER_RUN/exec" \
       --pidfile "$DOCKER_RUN/dockerd.pid" --bridge none --iptables=false --ip6tables=false \
       --storage-driver overlay2 </dev/null >"$DOCKER_RUN/dockerd.log" 2>&1 &
     echo $! >"$DOCKER_RUN/started-by-image-sh.pid"

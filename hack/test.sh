@@ -37,6 +37,15 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+log "cargo deny check: advisories (the committed snapshot), licenses, bans, sources"
+hack/deny.sh
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+log "cargo check with Rust $msrv, Cargo.toml's rust-version"
+cargo +"$msrv" check --locked --quiet --all-targets \
+  --target-dir "${VCO_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-connection-operator}/msrv-target"
+log "the release, as hack/release.sh makes it: both binaries (the arm64 one run under qemu), image, chart, SBOM, signatures, verified as a user would"
+rm -rf target/release-ci
+hack/release.sh --allow-dirty target/release-ci >/dev/null
 log "cargo test"
 results="$VCO_TESTENV_DIR/cargo-test.log"
 # --all-targets: unit, integration and property tests (the crate has no doctests).

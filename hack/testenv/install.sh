@@ -148,8 +148,10 @@ install_moto() {
 
 # Debian packages: openssl and curl (certificates, health checks), the node's container runtime,
 # CNI plugins and iptables (up --node), musl-tools and docker.io (hack/image.sh: the static binary
-# and the image); python3-venv only when the python3 on PATH cannot make moto's virtualenv.
-APT_PACKAGES=(openssl curl containerd runc containernetworking-plugins iptables musl-tools docker.io)
+# and the image), qemu-user-static (runs the arm64 release binary here); python3-venv only when
+# the python3 on PATH cannot make moto's virtualenv.
+APT_PACKAGES=(openssl curl containerd runc containernetworking-plugins iptables musl-tools docker.io
+  qemu-user-static)
 
 # installed PACKAGE: dpkg records PACKAGE as installed. `dpkg -s` alone also succeeds for a package
 # removed with its configuration files left ("deinstall ok config-files"), whose binaries are gone.
@@ -178,6 +180,11 @@ install_rust() {
   done
 }
 
+# The release and supply-chain tools: cargo-auditable, cargo-cyclonedx, cargo-deny,
+# cargo-zigbuild and zig, cosign, oras, the registry, hack/oci and the Rust toolchains.
+# shellcheck source=hack/release/tools.sh
+source "$ROOT/hack/release/tools.sh"
+
 cmd_install() {
   command -v go >/dev/null || die "go is required to build the control plane"
   command -v python3 >/dev/null || die "python3 is required for the SSM emulator"
@@ -193,5 +200,6 @@ cmd_install() {
   install_netpol
   install_ecosystem
   install_moto
+  install_release_tools
   log "install done in $((SECONDS - start))s; cache: $CACHE ($(du -sh "$CACHE" 2>/dev/null | cut -f1))"
 }

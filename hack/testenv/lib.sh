@@ -20,6 +20,23 @@ NETPOL_VERSION=0.8.0     # sigs.k8s.io/kube-network-policies: SIG Network's Netw
 # is keyed by a hash of its source.
 # containerd, runc, the CNI plugins, iptables, musl-tools and docker.io are Debian 12 packages
 # (containerd 1.6, runc 1.1, containernetworking-plugins 1.1), installed by `install`.
+# The release and the supply-chain checks (hack/release.sh, hack/deny.sh; hack/release/tools.sh):
+RUST_RELEASE_VERSION=1.95.0     # the toolchain release binaries are built with: a reproducible
+                                # build needs one compiler, not whatever `stable` is today
+CARGO_AUDITABLE_VERSION=0.7.7   # crates.io: embeds the dependency list in the binary
+CARGO_CYCLONEDX_VERSION=0.5.9   # crates.io: the CycloneDX SBOM
+CARGO_DENY_VERSION=0.20.2       # crates.io: advisories, licenses, bans, sources
+CARGO_ZIGBUILD_VERSION=0.24.1   # crates.io: builds the arm64 binary with zig as C compiler and linker
+ZIG_VERSION=0.17.0              # ziglang from PyPI: a C cross compiler with musl's own headers
+COSIGN_VERSION=3.1.3            # github.com/sigstore/cosign/v3: signatures and attestations
+ORAS_VERSION=1.3.6              # oras.land/oras: copies the OCI layout, signatures included
+                                # (OCI referrers), to and from a registry
+REGISTRY_VERSION=3.1.2          # github.com/distribution/distribution/v3: the loopback registry
+                                # cosign signs in (it signs only what a registry holds)
+# hack/oci (the image builder, go-containerregistry) pins its module in its own go.mod and is
+# cached per hash of its source, like hack/ecosystem. The minimum Rust version is Cargo.toml's
+# rust-version, read from there. The advisory database is the snapshot in hack/advisory-db/.
+# qemu-user-static (runs the arm64 binary here) is a Debian package.
 # ------------------------------------------------------------------------------------------------
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

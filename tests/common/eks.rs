@@ -212,7 +212,7 @@ impl AwsProxy {
     async fn review(&self, token: &str) -> Option<String> {
         let review = TokenReview {
             spec: TokenReviewSpec {
-                token: token.to_owned(),
+                token: Some(token.to_owned()),
                 audiences: Some(vec!["sts.amazonaws.com".into()]),
             },
             ..Default::default()
