@@ -118,6 +118,10 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_SSM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub ssm_timeout: Duration,
 
+    /// A role assumed for SSM on top of the pod's identity.
+    #[command(flatten)]
+    pub ssm_role: crate::aws::RoleArgs,
+
     /// Connection limit of each tier, e.g. free=1,team=10,enterprise=unlimited.
     #[arg(
         long,
@@ -230,6 +234,7 @@ impl RunArgs {
         if self.drift_check_interval < Duration::from_secs(1) {
             return Err("--drift-check-interval: must be at least 1s".into());
         }
+        self.ssm_role.check()?;
         self.check_verification()
     }
 

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod aws;
 pub mod backoff;
 pub mod config;
 pub mod document;

@@ -43,6 +43,8 @@ pub enum Reason {
     Throttled,
     /// IAM refused an SSM call.
     AccessDenied,
+    /// The operator's own AWS credentials failed (expired, unknown, not obtainable).
+    AwsCredentialsError,
     /// KMS refused the key.
     KmsKeyError,
     /// Any other SSM failure.
@@ -51,7 +53,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Synced,
         Reason::InvalidSpec,
         Reason::SecretNotFound,
@@ -66,6 +68,7 @@ impl Reason {
         Reason::Throttled,
         Reason::SyncFailed,
         Reason::AccessDenied,
+        Reason::AwsCredentialsError,
         Reason::KmsKeyError,
     ];
 
@@ -85,6 +88,7 @@ impl Reason {
             Reason::ParameterNotOwned => "ParameterNotOwned",
             Reason::Throttled => "Throttled",
             Reason::AccessDenied => "AccessDenied",
+            Reason::AwsCredentialsError => "AwsCredentialsError",
             Reason::KmsKeyError => "KmsKeyError",
             Reason::SyncFailed => "SyncFailed",
         }
@@ -111,6 +115,7 @@ impl Reason {
             | Reason::ParameterNotOwned
             | Reason::Throttled
             | Reason::AccessDenied
+            | Reason::AwsCredentialsError
             | Reason::KmsKeyError
             | Reason::SyncFailed => Some(Stage::Synced),
         }
@@ -148,6 +153,10 @@ impl Reason {
             }
             Reason::Throttled => "SSM throttled the operator; retried with backoff",
             Reason::AccessDenied => "IAM refused an SSM call; retried slowly",
+            Reason::AwsCredentialsError => {
+                "the operator's own AWS credentials failed (expired, unknown to AWS, or not \
+                 obtainable from its identity); retried slowly"
+            }
             Reason::KmsKeyError => "KMS refused the key; retried slowly",
             Reason::SyncFailed => "another SSM failure; retried with backoff",
         }

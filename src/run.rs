@@ -43,9 +43,9 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
 /// Runs the operator until SIGTERM or Ctrl-C (or, with leader election, until it loses the
 /// Lease: then it exits with an error so the pod restarts as a standby).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let client = kube_client().await?;
     let metrics = Metrics::new();
-    let ssm = ssm_client(&args, metrics.clone()).await;
+    let ssm = ssm_client(&args, metrics.clone()).await?;
     let stores: Arc<Mutex<Vec<Store<VaultConnection>>>> = Arc::default();
     // Liveness answers from the start, also while the API server cannot be reached.
     let server = tokio::spawn(
@@ -206,7 +206,26 @@ async fn cluster_id(client: &Client, args: &RunArgs) -> anyhow::Result<String> {
 /// The SSM client, configured the standard way: region, credential chain (incl. IRSA and EKS Pod
 /// Identity) and AWS_ENDPOINT_URL_SSM for an emulator. Attempts are bounded, so a hung endpoint
 /// turns into a reported, retried failure.
-async fn ssm_client(args: &RunArgs, metrics: Metrics) -> Ssm {
+/// The Kubernetes client: in-cluster config, else the kubeconfig. kube takes a kubeconfig's
+/// proxy from `HTTPS_PROXY` but checks `NO_PROXY` against the proxy's own address; here
+/// `NO_PROXY` applies to the API server, as it does for the SDK and the verifier. A `proxy-url`
+/// written in the kubeconfig itself is kept.
+async fn kube_client() -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer().await?;
+    let from_env = ["HTTPS_PROXY", "https_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .and_then(|v| v.parse::<hyper::Uri>().ok());
+    if config.proxy_url.is_some()
+        && config.proxy_url == from_env
+        && !crate::verify::http::proxied(&config.cluster_url)
+    {
+        config.proxy_url = None;
+    }
+    Ok(Client::try_from(config)?)
+}
+
+async fn ssm_client(args: &RunArgs, metrics: Metrics) -> anyhow::Result<Ssm> {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3).min(args.ssm_timeout))
         .operation_attempt_timeout(args.ssm_timeout)
@@ -227,13 +246,16 @@ async fn ssm_client(args: &RunArgs, metrics: Metrics) -> Ssm {
     if let Some(app) = app {
         loader = loader.app_name(app);
     }
-    let aws = loader.load().await;
-    Ssm::new(
+    let aws = crate::aws::with_role(loader.load().await, &args.ssm_role).await;
+    crate::aws::resolve_identity(&aws, &args.ssm_role, args.ssm_timeout * 3)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(Ssm::new(
         aws_sdk_ssm::Client::new(&aws),
         args.ssm_write_rate,
         args.ssm_read_rate,
         metrics,
-    )
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -39,6 +39,18 @@ pub enum SsmError {
         /// AWS error code.
         code: String,
     },
+    /// The operator's own AWS credentials failed: expired, unknown to AWS, or not obtainable
+    /// from the credential chain (web identity token, Pod Identity agent, assumed role).
+    #[error(
+        "SSM {op} failed on the operator's AWS credentials ({code}); check the pod's identity \
+         (IRSA token, Pod Identity association, --ssm-role-arn trust policy) and its clock"
+    )]
+    Credentials {
+        /// The SSM operation.
+        op: &'static str,
+        /// AWS error code, or the class of the credential chain's failure.
+        code: String,
+    },
     /// The KMS key is unusable (unknown, disabled, or not allowed): permanent until it changes.
     #[error("SSM {op} failed on the KMS key ({code}); check spec.ssm.kmsKeyId and the key policy")]
     Kms {
@@ -65,7 +77,16 @@ pub enum SsmError {
 
 /// Classifies an SDK error by its AWS code alone, so no AWS message text (which can quote
 /// request content) ever reaches status, events or logs.
-fn classify<E: ProvideErrorMetadata>(op: &'static str, err: &SdkError<E>) -> SsmError {
+fn classify<E>(op: &'static str, err: &SdkError<E>) -> SsmError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let Some(failed) = credentials_failure(err) {
+        return SsmError::Credentials {
+            op,
+            code: crate::aws::kind(failed).to_owned(),
+        };
+    }
     let code = match err {
         SdkError::ServiceError(e) => e.err().code().unwrap_or("Unknown").to_owned(),
         SdkError::TimeoutError(_) => "Timeout".to_owned(),
@@ -78,15 +99,35 @@ fn classify<E: ProvideErrorMetadata>(op: &'static str, err: &SdkError<E>) -> Ssm
         "ThrottlingException" | "TooManyUpdates" | "RequestLimitExceeded" => {
             SsmError::Throttled { op, code }
         }
-        "AccessDeniedException"
+        "AccessDeniedException" => SsmError::AccessDenied { op, code },
+        "ExpiredTokenException"
+        | "ExpiredToken"
         | "UnrecognizedClientException"
         | "InvalidClientTokenId"
-        | "ExpiredTokenException" => SsmError::AccessDenied { op, code },
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch" => SsmError::Credentials { op, code },
         c if c == "InvalidKeyId" || c.starts_with("KMS") || c.starts_with("Kms") => {
             SsmError::Kms { op, code }
         }
         _ => SsmError::Other { op, code },
     }
+}
+
+/// The credential chain's failure, when that is why the request was never sent.
+fn credentials_failure<E>(
+    err: &SdkError<E>,
+) -> Option<&aws_credential_types::provider::error::CredentialsError>
+where
+    E: std::error::Error + 'static,
+{
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(failed) = e.downcast_ref() {
+            return Some(failed);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
@@ -213,7 +254,7 @@ impl Ssm {
         }
     }
 
-    fn record<T, E: ProvideErrorMetadata>(
+    fn record<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
         &self,
         op: &'static str,
         result: &Result<T, SdkError<E>>,
@@ -222,6 +263,7 @@ impl Ssm {
             Ok(_) => "success",
             Err(e) => match classify(op, e) {
                 SsmError::Throttled { .. } => "throttled",
+                SsmError::Credentials { .. } => "credentials",
                 _ if error_code(e) == Some("ParameterNotFound") => "not_found",
                 _ => "error",
             },

@@ -328,6 +328,62 @@ policy:
 }
 
 #[test]
+fn a_cross_account_role_and_an_egress_proxy_reach_the_operator_only_when_set() {
+    let Some(helm) = Helm::find() else {
+        return;
+    };
+    let defaults = helm.render(&[]);
+    for unset in [
+        "VCO_SSM_ROLE_ARN",
+        "VCO_SSM_EXTERNAL_ID",
+        "VCO_SSM_ROLE_SESSION_TAGS",
+        "VCO_SSM_ROLE_SESSION_DURATION",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ] {
+        assert_eq!(
+            defaults.env(unset),
+            None,
+            "{unset} without a role or a proxy"
+        );
+    }
+    let set = helm.render_values(
+        r#"
+aws:
+  ssmRole:
+    arn: arn:aws:iam::222222222222:role/vco-central
+    externalId: ext-1
+    sessionName: vco-prod
+    sessionTags: {team: platform, cluster: prod}
+    sessionDuration: 30m
+  proxy:
+    url: http://proxy.internal:3128
+"#,
+    );
+    for (name, value) in [
+        (
+            "VCO_SSM_ROLE_ARN",
+            "arn:aws:iam::222222222222:role/vco-central",
+        ),
+        ("VCO_SSM_EXTERNAL_ID", "ext-1"),
+        ("VCO_SSM_ROLE_SESSION_NAME", "vco-prod"),
+        ("VCO_SSM_ROLE_SESSION_TAGS", "cluster=prod,team=platform"),
+        ("VCO_SSM_ROLE_SESSION_DURATION", "30m"),
+        ("HTTPS_PROXY", "http://proxy.internal:3128"),
+        ("HTTP_PROXY", "http://proxy.internal:3128"),
+    ] {
+        assert_eq!(set.env(name).as_deref(), Some(value), "{name}");
+    }
+    let no_proxy = set.env("NO_PROXY").expect("NO_PROXY with a proxy");
+    for direct in [".svc", "169.254.170.23", "169.254.169.254"] {
+        assert!(
+            no_proxy.split(',').any(|e| e == direct),
+            "{direct} in {no_proxy}"
+        );
+    }
+}
+
+#[test]
 fn verification_is_off_by_default_and_its_values_reach_the_operator_flags() {
     let Some(helm) = Helm::find() else {
         return;

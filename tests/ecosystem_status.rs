@@ -196,6 +196,13 @@ async fn ssm_failures_that_need_a_person_are_failed_and_degraded() {
             "KmsKeyError",
         )
         .await,
+        ssm_failure(
+            &env,
+            &eco,
+            answering("ExpiredTokenException").await,
+            "AwsCredentialsError",
+        )
+        .await,
     ]);
 }
 

@@ -22,6 +22,7 @@ pub fn reason_of(e: &SsmError) -> Reason {
     match e {
         SsmError::Throttled { .. } => Reason::Throttled,
         SsmError::AccessDenied { .. } => Reason::AccessDenied,
+        SsmError::Credentials { .. } => Reason::AwsCredentialsError,
         SsmError::Kms { .. } => Reason::KmsKeyError,
         SsmError::NotLeader { .. } | SsmError::Other { .. } => Reason::SyncFailed,
     }

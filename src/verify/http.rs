@@ -3,8 +3,17 @@
 //! address, and only when the test flag allows it. Every request has a deadline, every body a
 //! size limit, and redirects are never followed, so a credential is sent to exactly the host it
 //! was configured for. Response bodies are handed to the caller to parse and are never logged.
+//!
+//! Behind a mandatory egress proxy it tunnels HTTPS through the proxy named by `HTTPS_PROXY`
+//! (or `ALL_PROXY`) with `CONNECT`, unless `NO_PROXY` names the host — the same variables, with
+//! the same (curl's) meaning, as the AWS SDK and kube's client. TLS still runs end to end with
+//! the provider. Plain http (loopback, tests only) is never proxied.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,7 +23,9 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The largest response body read; a larger one is treated as an unexpected answer.
@@ -123,18 +134,88 @@ impl std::fmt::Debug for Answer {
     }
 }
 
+/// How a connection to a destination is made: straight to it, or through a `CONNECT` tunnel
+/// of the egress proxy the environment names for it.
+#[derive(Clone)]
+struct Egress {
+    direct: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+type Connecting = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    TokioIo<tokio::net::TcpStream>,
+                    Box<dyn std::error::Error + Send + Sync>,
+                >,
+            > + Send,
+    >,
+>;
+
+impl Egress {
+    /// The proxy to tunnel through for `dst`, if any: only for https (TLS then runs inside the
+    /// tunnel, end to end), and only when `NO_PROXY` does not name the host.
+    fn proxy_for(&self, dst: &Uri) -> Option<(Uri, Option<HeaderValue>)> {
+        if dst.scheme_str() != Some("https") {
+            return None;
+        }
+        let via = self.proxies.intercept(dst)?;
+        Some((via.uri().clone(), via.basic_auth().cloned()))
+    }
+}
+
+impl tower_service::Service<Uri> for Egress {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let mut direct = self.direct.clone();
+        match self.proxy_for(&dst) {
+            Some((proxy, auth)) => {
+                let mut tunnel = Tunnel::new(proxy, direct);
+                if let Some(auth) = auth {
+                    tunnel = tunnel.with_auth(auth);
+                }
+                Box::pin(async move { tunnel.call(dst).await.map_err(Into::into) })
+            }
+            None => Box::pin(async move { direct.call(dst).await.map_err(Into::into) }),
+        }
+    }
+}
+
+/// Whether the environment's proxy settings send a request to `uri` through a proxy (a proxy
+/// variable applies to it and `NO_PROXY` does not name its host).
+pub fn proxied(uri: &Uri) -> bool {
+    Matcher::from_env().intercept(uri).is_some()
+}
+
 /// An HTTP client with a deadline per request.
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Egress>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl Http {
     /// A client whose requests (connect, TLS, headers and body together) end after `timeout`.
     /// It refuses plain http altogether unless `allow_insecure_loopback` (tests). Fails when the
-    /// system has no root certificates.
+    /// system has no root certificates. The egress proxy settings are read from the
+    /// environment here, once.
     pub fn new(timeout: Duration, allow_insecure_loopback: bool) -> Result<Http, String> {
+        Http::with_proxies(timeout, allow_insecure_loopback, Matcher::from_env())
+    }
+
+    fn with_proxies(
+        timeout: Duration,
+        allow_insecure_loopback: bool,
+        proxies: Matcher,
+    ) -> Result<Http, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false); // the TLS layer below decides http vs https per request
         http.set_connect_timeout(Some(timeout));
@@ -148,7 +229,10 @@ impl Http {
             roots.https_only()
         }
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(Egress {
+            direct: http,
+            proxies: Arc::new(proxies),
+        });
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Http { client, timeout })
     }
@@ -205,6 +289,51 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn egress(https_proxy: &str, no_proxy: &str) -> Egress {
+        let proxies = Matcher::builder()
+            .https(https_proxy)
+            .http(https_proxy)
+            .no(no_proxy)
+            .build();
+        Egress {
+            direct: HttpConnector::new(),
+            proxies: Arc::new(proxies),
+        }
+    }
+
+    #[test]
+    fn https_goes_through_the_proxy_unless_no_proxy_names_the_host() {
+        let e = egress("http://user:pw@proxy.internal:3128", "api.internal,.svc");
+        let (proxy, auth) = e
+            .proxy_for(&"https://api.doppler.com/v3/me".parse().unwrap())
+            .expect("proxied");
+        assert_eq!(proxy.authority().unwrap().as_str(), "proxy.internal:3128");
+        assert!(
+            auth.is_some_and(|a| a.is_sensitive()),
+            "basic auth, marked sensitive"
+        );
+        for direct in ["https://api.internal/", "https://x.ns.svc/"] {
+            assert!(e.proxy_for(&direct.parse().unwrap()).is_none(), "{direct}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_never_proxied_and_no_proxy_setting_means_direct() {
+        let e = egress("http://proxy.internal:3128", "");
+        assert!(
+            e.proxy_for(&"http://127.0.0.1:8080/".parse().unwrap())
+                .is_none()
+        );
+        let none = Egress {
+            direct: HttpConnector::new(),
+            proxies: Arc::new(Matcher::builder().build()),
+        };
+        assert!(
+            none.proxy_for(&"https://api.doppler.com/".parse().unwrap())
+                .is_none()
+        );
+    }
 
     #[test]
     fn https_base_urls_are_accepted_with_or_without_a_path() {

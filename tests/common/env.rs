@@ -131,6 +131,23 @@ impl TestEnv {
         aws_sdk_ssm::Client::new(&config)
     }
 
+    /// An SSM client with other credentials (e.g. a role assumed in another of moto's accounts).
+    pub async fn ssm_as(&self, key: &str, secret: &str, token: &str) -> aws_sdk_ssm::Client {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                key,
+                secret,
+                Some(token.into()),
+                None,
+                "test",
+            ))
+            .endpoint_url(&self.ssm_endpoint)
+            .load()
+            .await;
+        aws_sdk_ssm::Client::new(&config)
+    }
+
     /// The environment variables a child process (kubectl, helm, the operator) needs.
     pub fn child_env(&self) -> Vec<(&'static str, String)> {
         vec![

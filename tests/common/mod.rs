@@ -19,6 +19,7 @@
 //! - [`node`]: the environment's real node, the operator image in it, the chart's pods.
 //! - [`eks`]: the node's EKS stand-ins (Pod Identity associations, the agent's and IMDS's logs)
 //!   and an STS/SSM proxy that checks web identity tokens and shortens credentials' lifetime.
+//! - [`egress`]: a mandatory egress proxy that records what goes through it.
 //! - [`netns`]: connections from inside a pod's network namespace, and bare pods to probe with.
 #![allow(dead_code)] // each test binary uses a different part of the kit
 #![allow(unused_imports)] // and so of the re-exports below
@@ -26,6 +27,7 @@
 pub mod alerts;
 pub mod chart;
 pub mod ecosystem;
+pub mod egress;
 pub mod eks;
 pub mod env;
 pub mod fake_ssm;

@@ -86,6 +86,17 @@ Numbers go through int64 so that YAML's floats never print as 1e+06.
 {{- end }}
 
 {{/*
+A map as key=value pairs joined by commas, keys sorted (aws.ssmRole.sessionTags).
+*/}}
+{{- define "vault-connection-operator.keyValues" -}}
+{{- $pairs := list }}
+{{- range $k, $v := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
 Checks values.schema.json cannot express (it cannot compare one value with another's keys).
 Included by the Deployment, so `helm lint`, `helm template` and `helm install` all run them.
 */}}
