@@ -157,7 +157,7 @@ async fn irsa_the_annotated_service_account_gets_a_projected_token_exchanged_at_
         (aws.exchanges().len() >= 3).then_some(())
     })
     .await;
-    w.rotate("creds", "token", "ops_irsa_rotated").await;
+    w.rotate("creds", "access_token", "ops_irsa_rotated").await;
     eventually(30, "the rotation with renewed keys", || async {
         (version(&w.ssm, &w.param("conn")).await == Some(2)).then_some(())
     })
@@ -383,7 +383,10 @@ async fn without_an_identity_the_operator_never_asks_imds_for_the_nodes_role_unl
     })
     .await;
     println!("figure: with aws.imdsFallback=true the SDK asked IMDS: {asked:?}");
-    // No operator here can clean up (no credentials): let the connection go without it.
+    // No operator here can clean up (no credentials): stop it first (one still running puts
+    // its finalizer back), then let the connection go without it.
+    drop(release);
+    delete_namespace(&w.client, &ops).await;
     w.env
         .kubectl(&[
             "patch",
@@ -397,6 +400,4 @@ async fn without_an_identity_the_operator_never_asks_imds_for_the_nodes_role_unl
         ])
         .expect_success();
     delete_namespace(&w.client, &w.ns).await;
-    drop(release);
-    delete_namespace(&w.client, &ops).await;
 }

@@ -84,7 +84,7 @@ async fn with_the_charts_defaults_the_operator_reaches_dns_the_api_server_aws_an
 
     // The enforcer has learnt the pod once IMDS is dropped for it.
     eventually(
-        30,
+        90,
         "the operator's egress to IMDS to be dropped",
         || async { (probe(op, &format!("{IMDS}:80")) == Reach::Dropped).then_some(()) },
     )

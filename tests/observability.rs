@@ -29,8 +29,9 @@ async fn metrics_report_reconciles_ssm_calls_and_connections_by_condition() {
     .await;
     for family in [
         r#"vault_connection_operator_ssm_calls_total{operation="PutParameter",outcome="success"} 1"#,
-        // The create's read-back of its version and time, without decryption.
-        r#"vault_connection_operator_ssm_calls_total{operation="GetParameters",outcome="success"} 1"#,
+        // The create looks before it writes, then reads back its version and time (both
+        // without decryption).
+        r#"vault_connection_operator_ssm_calls_total{operation="GetParameters",outcome="success"} 2"#,
         r#"vault_connection_operator_reconciles_total{reason="Synced"}"#,
         r#"vault_connection_operator_reconciles_total{reason="SecretNotFound"}"#,
         "vault_connection_operator_reconcile_duration_seconds_bucket{le=",
