@@ -244,7 +244,8 @@ fn digest_line(text: &str) -> Option<String> {
 
 /// The hosts file that lets the node's containerd pull from REGISTRY (host:port) over plain
 /// HTTP: `hosts.toml` in the node's registry config directory (node.sh's `config_path`, next to
-/// its socket), read at every pull. Removed when dropped.
+/// its socket), read at every pull. Removed when dropped. (containerd 1.6 also falls back to
+/// plain HTTP for a loopback host without it; the file says so explicitly instead.)
 pub struct NodeRegistryHost {
     dir: PathBuf,
 }
