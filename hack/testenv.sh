@@ -34,7 +34,8 @@ usage: hack/testenv.sh <install|up [--node|--floor]|down|status|path>
            v$ETCD_VERSION, helm v$HELM_VERSION, promtool (prometheus module v$PROMETHEUS_VERSION),
            the hack/ecosystem checker and a moto $MOTO_VERSION virtualenv into $CACHE (once per
            machine)
-  path     print the PATH entries of the installed tools (for tests run without 'up')
+  path     print the PATH entries of the installed tools, the release's cosign, oras and
+           registry too (for tests run without 'up')
   up       start etcd, kube-apiserver, kube-controller-manager and the moto SSM emulator on free
            loopback ports; first stops whatever an earlier run in the same state directory left,
            and stops what it started if it fails
@@ -58,7 +59,7 @@ case "${1:-}" in
   up) cmd_up "${2:-}" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  path) tool_path ;;
+  path) echo "$(tool_path):$COSIGN_DIR/bin:$ORAS_DIR/bin:$REGISTRY_DIR/bin" ;;
   restart|start|stop|pause|resume) cmd_component "$1" "${2:-}" ;;
   *) usage; exit 2 ;;
 esac

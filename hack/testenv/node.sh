@@ -63,7 +63,7 @@ CNI
 
 node_containerd() {
   local c=$STATE/containerd
-  mkdir -p "$c"
+  mkdir -p "$c" "$c/certs.d"
   cat >"$c/config.toml" <<TOML
 version = 2
 root = "$c/root"
@@ -80,6 +80,10 @@ state = "$c/state"
   # sandbox fails with "can't get final child's PID from pipe: EOF".
   restrict_oom_score_adj = true
   enable_selinux = false
+  # Registry hosts, one directory per host (HOST:PORT/hosts.toml), read at every pull: empty
+  # here (the images are imported); tests/release_registry.rs adds its loopback registry.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$c/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni"

@@ -233,6 +233,16 @@ impl<'a> Release<'a> {
     /// `helm install` of the chart as a unique release in NAMESPACE with EXTRA arguments. The CRD
     /// comes with the chart only if the cluster has none yet (other tests install it too).
     pub fn install(env: &'a TestEnv, namespace: &str, extra: &[&str]) -> Release<'a> {
+        Self::install_chart(env, CHART, namespace, extra)
+    }
+
+    /// The same with another CHART: a packaged one, or an `oci://` reference.
+    pub fn install_chart(
+        env: &'a TestEnv,
+        chart: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> Release<'a> {
         let name = unique("vco");
         let _guard = CRD_INSTALL
             .lock()
@@ -245,7 +255,7 @@ impl<'a> Release<'a> {
         let mut args = vec![
             "install",
             &name,
-            CHART,
+            chart,
             "--namespace",
             namespace,
             "--set",

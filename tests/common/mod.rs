@@ -17,6 +17,8 @@
 //! - [`alerts`]: the chart's alert rules and dashboard queries, and promtool.
 //! - [`ecosystem`]: kstatus and Argo CD's health check, as the ecosystem's own code runs them.
 //! - [`node`]: the environment's real node, the operator image in it, the chart's pods.
+//! - [`release`]: a release directory (`hack/release.sh OUT`) and a loopback registry to
+//!   publish it to.
 //! - [`eks`]: the node's EKS stand-ins (Pod Identity associations, the agent's and IMDS's logs)
 //!   and an STS/SSM proxy that checks web identity tokens and shortens credentials' lifetime.
 //! - [`egress`]: a mandatory egress proxy that records what goes through it.
@@ -38,6 +40,7 @@ pub mod operator;
 pub mod process;
 pub mod providers;
 pub mod rbac;
+pub mod release;
 pub mod ssm;
 pub mod tools;
 pub mod world;

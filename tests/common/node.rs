@@ -48,6 +48,18 @@ impl Node {
         Some(node)
     }
 
+    /// The node of ENV without an image of the tests' own (for a test that has the node pull
+    /// one), or `None` after one line saying it is missing.
+    pub fn without_image(env: &TestEnv) -> Option<Node> {
+        let Some(node) = &env.node else {
+            return skip("the test node (hack/testenv.sh up --node)");
+        };
+        Some(Node {
+            containerd: node.containerd.clone(),
+            image: String::new(),
+        })
+    }
+
     /// `ctr -n k8s.io ARGS...` against the node's containerd; its standard output.
     pub fn ctr(&self, args: &[&str]) -> String {
         let (ok, out, err) = super::run(
@@ -92,9 +104,16 @@ pub fn values_for(
     replicas: u32,
 ) -> ValuesFile {
     let (repository, tag) = image.rsplit_once(':').expect("image ref has a tag");
-    let values = json!({
+    let mut values = operator_values(endpoint, team, prefix, replicas);
+    values["image"] = json!({"repository": repository, "tag": tag, "pullPolicy": "Never"});
+    ValuesFile::new(&serde_yaml::to_string(&values).expect("values YAML"))
+}
+
+/// Helm values (without `image`) that run the operator with SSM at ENDPOINT and the emulator's
+/// credentials, watching TEAM only, writing under PREFIX.
+pub fn operator_values(endpoint: &str, team: &str, prefix: &str, replicas: u32) -> Value {
+    json!({
         "replicaCount": replicas,
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "operator": {
             "ssmPrefix": prefix,
             "clusterName": CLUSTER,
@@ -108,8 +127,7 @@ pub fn values_for(
             {"name": "AWS_ACCESS_KEY_ID", "value": "testing"},
             {"name": "AWS_SECRET_ACCESS_KEY", "value": "testing"},
         ],
-    });
-    ValuesFile::new(&serde_yaml::to_string(&values).expect("values YAML"))
+    })
 }
 
 /// `helm install --wait` of the chart; returns the release and how long until its pods were Ready.
