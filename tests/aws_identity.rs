@@ -76,7 +76,7 @@ async fn operator_pod(client: &kube::Client, ns: &str, release: &str) -> Pod {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")] // the STS proxy answers while helm --wait blocks a thread
 async fn irsa_the_annotated_service_account_gets_a_projected_token_exchanged_at_sts_and_renewed_before_expiry()
  {
     let Some(w) = World::new("team-irsa").await else {

@@ -117,7 +117,10 @@ all_running() {
     is_ours "$name" || return 1
   done
   if [ -f "$STATE/node" ]; then
-    for name in "${NODE_COMPONENTS[@]}"; do is_ours "$name" || return 1; done
+    for name in "${NODE_COMPONENTS[@]}"; do
+      [ "$name" = kube-network-policies ] && [ -f "$STATE/netpol-unsupported" ] && continue
+      is_ours "$name" || return 1
+    done
   fi
 }
 
@@ -272,7 +275,9 @@ cmd_status() {
   local rc=0 name names=("${CONTROL_COMPONENTS[@]}")
   [ -f "$STATE/node" ] && names+=("${NODE_COMPONENTS[@]}")
   for name in "${names[@]}"; do
-    if is_ours "$name"; then
+    if [ "$name" = kube-network-policies ] && [ -f "$STATE/netpol-unsupported" ]; then
+      printf '%-24s not run  %s\n' "$name" "$(cat "$STATE/netpol-unsupported")"
+    elif is_ours "$name"; then
       printf '%-24s running  pid %s\n' "$name" "$(cat "$STATE/$name.pid")"
     else
       printf '%-24s stopped\n' "$name"; rc=1

@@ -86,13 +86,32 @@ webhooks:
 YAML
 }
 
+# nftables_queue_works: whether this kernel has nftables' queue expression; else the error.
+nftables_queue_works() {
+  local t=vco-queue-probe-$$ out rc=0
+  nft add table inet "$t" 2>/dev/null || { echo "nft cannot add a table"; return 1; }
+  nft add chain inet "$t" c '{ type filter hook postrouting priority 0; }' 2>/dev/null
+  out=$(nft add rule inet "$t" c queue num 100 bypass 2>&1) || rc=1
+  nft delete table inet "$t" 2>/dev/null || true
+  [ "$rc" = 0 ] || echo "nft add rule … queue: ${out%%;*}"
+  return "$rc"
+}
+
 # node_policy API_URL: kube-network-policies with a ServiceAccount of its own (it reads pods,
 # namespaces and NetworkPolicies), as its upstream DaemonSet runs it. Its command is the module's
 # own, which knows only in-cluster configuration: it runs in a mount namespace of its own whose
 # /run holds the token and CA at the in-cluster paths, and the host's /run is left alone.
 node_policy() {
-  local api=$1 n=$STATE/kube-network-policies metrics host port
+  local api=$1 n=$STATE/kube-network-policies metrics host port why
   mkdir -p "$n"
+  # It hands each new flow to user space with nftables' `queue`; a kernel built without it
+  # (nft_queue) makes every sync fail with ENOENT, so nothing would be enforced.
+  if ! why=$(nftables_queue_works); then
+    log "NetworkPolicies are NOT enforced on this node: the kernel has no nftables queue ($why)"
+    echo "$why" >"$STATE/netpol-unsupported"
+    return 0
+  fi
+  rm -f "$STATE/netpol-unsupported"
   KUBECONFIG=$STATE/kubeconfig quiet "$KUBE_DIR/bin/kubectl" apply -f - <<YAML
 apiVersion: v1
 kind: ServiceAccount

@@ -207,7 +207,7 @@ node_cleanup() {
   rm -rf /var/log/pods /var/log/containers /var/lib/kubelet
   rmdir /run/containerd/s /run/containerd 2>/dev/null || true
   rm -rf "$dir/containerd" "$dir/kubelet" "$dir/kube-proxy" "$dir/cni" "$dir/cni-ipam" "$dir/node" \
-    "$dir/eks" "$dir/kube-network-policies"
+    "$dir/eks" "$dir/kube-network-policies" "$dir/netpol-unsupported"
   if [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" = "$dir" ]; then rm -f "$NODE_LOCK"; fi
 }
 
