@@ -1,36 +1,15 @@
-//! The `run` command's settings: every flag can also be set by environment variable.
+//! The `run` command's flags (every flag can also be set by environment variable), their
+//! checks, and the [`Settings`] built from them. The reconciler reads [`crate::settings`], never
+//! this module.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
 use crate::ownership::Legacy;
-use crate::reconcile::AWS_MANAGED_KEY;
+use crate::settings::{AWS_MANAGED_KEY, Settings};
 use crate::tiers::TierLimits;
 use crate::validation::Policy;
-
-/// Operator-wide settings the reconciler needs, built from the flags by [`RunArgs::settings`].
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Parameter name prefix.
-    pub prefix: String,
-    /// Cluster name in parameter names and tags.
-    pub cluster: String,
-    /// Cluster identity in tags; a parameter tagged with another is never touched.
-    pub cluster_id: String,
-    /// Whether parameters that carry every ownership tag but the cluster id are taken over.
-    pub legacy: Legacy,
-    /// KMS key for connections that name none.
-    pub default_kms_key_id: String,
-    /// Connection limits by tier.
-    pub tiers: TierLimits,
-    /// Tier of unlabelled namespaces.
-    pub default_tier: String,
-    /// Interval of the drift check.
-    pub drift_interval: Duration,
-    /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
-    pub policy: Policy,
-}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -17,6 +17,7 @@ pub mod ownership;
 pub mod reason;
 pub mod reconcile;
 pub mod run;
+pub mod settings;
 pub mod ssm;
 pub mod status;
 pub mod tiers;
