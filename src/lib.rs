@@ -14,6 +14,7 @@ pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod ownership;
+pub mod providers;
 pub mod reason;
 pub mod reconcile;
 pub mod run;
