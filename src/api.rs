@@ -12,9 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::providers::parts::VaultType;
 pub use crate::providers::doppler::DopplerSpec;
 pub use crate::providers::infisical::InfisicalSpec;
+pub use crate::providers::parts::VaultType;
 
 /// Finalizer that guards removal of the SSM parameter.
 pub const FINALIZER: &str = "vaultconnections.io/cleanup";

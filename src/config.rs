@@ -148,12 +148,12 @@ pub struct RunArgs {
     pub verify_credentials: bool,
 
     /// Base URL of the Doppler API that verification calls.
-    #[arg(long, env = "VCO_VERIFY_DOPPLER_URL", default_value = crate::verify::DOPPLER_DEFAULT_URL)]
+    #[arg(long, env = "VCO_VERIFY_DOPPLER_URL", default_value = crate::providers::doppler::DEFAULT_URL)]
     pub verify_doppler_url: String,
 
     /// Site URL of Infisical that verification calls: https://app.infisical.com (US cloud),
     /// https://eu.infisical.com (EU cloud) or a self-hosted instance.
-    #[arg(long, env = "VCO_VERIFY_INFISICAL_URL", default_value = crate::verify::INFISICAL_DEFAULT_URL)]
+    #[arg(long, env = "VCO_VERIFY_INFISICAL_URL", default_value = crate::providers::infisical::DEFAULT_URL)]
     pub verify_infisical_url: String,
 
     /// Deadline of one request to a provider (connect, TLS, answer).
@@ -213,17 +213,10 @@ impl RunArgs {
     }
 
     fn check_verification(&self) -> Result<(), String> {
-        if !self.verify_credentials {
+        let Some(verification) = self.verification() else {
             return Ok(());
-        }
-        let insecure = self.verify_allow_insecure_loopback;
-        crate::verify::http::BaseUrl::parse(&self.verify_doppler_url, insecure)
-            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
-        crate::verify::http::BaseUrl::parse(&self.verify_infisical_url, insecure)
-            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
-        if self.verify_timeout.is_zero() {
-            return Err("--verify-timeout: must be more than 0s".into());
-        }
+        };
+        verification.check()?;
         if self.verify_retry_interval < Duration::from_secs(1) {
             return Err("--verify-retry-interval: must be at least 1s".into());
         }

@@ -266,6 +266,27 @@ pub struct Settings {
     pub allow_insecure_loopback: bool,
 }
 
+impl Settings {
+    /// Checks the settings as [`Verifier::new`] does (the `run` command checks its flags with
+    /// this too); the error names the flag and the rule.
+    pub fn check(&self) -> Result<(), String> {
+        self.base_urls().map(drop)
+    }
+
+    /// The providers' base URLs, checked, and the timeout checked.
+    fn base_urls(&self) -> Result<(BaseUrl, BaseUrl), String> {
+        let insecure = self.allow_insecure_loopback;
+        let doppler = BaseUrl::parse(&self.doppler_url, insecure)
+            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
+        let infisical = BaseUrl::parse(&self.infisical_url, insecure)
+            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
+        if self.timeout.is_zero() {
+            return Err("--verify-timeout: must be more than 0s".into());
+        }
+        Ok((doppler, infisical))
+    }
+}
+
 /// Verifies credentials against their provider. Cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct Verifier {
@@ -278,14 +299,8 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for `settings`; the error names the flag and the rule.
     pub fn new(settings: &Settings) -> Result<Verifier, String> {
+        let (doppler, infisical) = settings.base_urls()?;
         let insecure = settings.allow_insecure_loopback;
-        let doppler = BaseUrl::parse(&settings.doppler_url, insecure)
-            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
-        let infisical = BaseUrl::parse(&settings.infisical_url, insecure)
-            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
-        if settings.timeout.is_zero() {
-            return Err("--verify-timeout: must be more than 0s".into());
-        }
         let http = Http::new(settings.timeout, insecure)?;
         Ok(Verifier {
             http,
