@@ -41,6 +41,12 @@ pub const OPERATOR_ANNOTATIONS: [&str; 3] = [
     SKIP_CLEANUP_ANNOTATION,
     REVERIFY_ANNOTATION,
 ];
+/// The connection's request to verify again: the value of its reverify annotation.
+pub fn reverify_request(vc: &VaultConnection) -> Option<String> {
+    use kube::ResourceExt;
+    vc.annotations().get(REVERIFY_ANNOTATION).cloned()
+}
+
 /// The CRD's name.
 pub const CRD_NAME: &str = "vaultconnections.vaultconnections.io";
 

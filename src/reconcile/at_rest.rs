@@ -2,13 +2,11 @@
 //! that neither the Secret nor SSM need be read; and the KMS key the inputs name, computed once
 //! here and carried in [`super::read::Inputs`] to the later steps.
 
-use crate::api::{ParameterStatus, VaultConnection};
+use crate::api::{ParameterStatus, VaultConnection, reverify_request};
 use crate::document::FORMAT;
 use crate::settings::Settings;
 use crate::status::ready_condition;
 use crate::validation::ValidSpec;
-use crate::verify::step::reverify_request;
-use crate::verify::verifiable;
 
 /// The KMS key a connection's parameter is encrypted with: the spec's, else the operator's
 /// default.
@@ -51,7 +49,7 @@ pub fn unchanged(
     let ready = ready_condition(vc).is_some_and(|c| c.status == "True");
     let generation = vc.metadata.generation;
     let verified = !verification_on
-        || !verifiable(vc.spec.vault_type)
+        || !vc.spec.vault_type.verifiable()
         || status.verification.as_ref().is_some_and(|v| {
             v.secret_resource_version == secret_version
                 && Some(v.generation) == generation

@@ -1,4 +1,4 @@
-//! Step 3a, verify (only with verification on): between desiring the document and writing it,
+//! Step 4, verify (only with verification on): between desiring the document and writing it,
 //! ask the provider whether it accepts the credentials — at most once per version of them (see
 //! [`crate::verify::ledger`]). A refusal stops the pipeline before anything is written; an
 //! unavailable provider does not.

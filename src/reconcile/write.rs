@@ -1,4 +1,4 @@
-//! Step 5, write: looks at the parameter in SSM without decrypting it, asks the planner what to
+//! Step 6, write: looks at the parameter in SSM without decrypting it, asks the planner what to
 //! do and does it; then reads back, without decrypting, the version and modification time its own
 //! write produced — the evidence the drift sweep and the next reconcile compare with. Also removes
 //! the parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message
@@ -16,22 +16,6 @@ use crate::ownership::{Identity, NotOurs, Removal, Takeover, removal};
 use crate::reason::Reason;
 use crate::ssm::{Meta, SsmError, Write};
 use crate::status::{Change, Failure, Outcome};
-
-/// The condition reason of an SSM failure.
-pub fn reason_of(e: &SsmError) -> Reason {
-    match e {
-        SsmError::Throttled { .. } => Reason::Throttled,
-        SsmError::AccessDenied { .. } => Reason::AccessDenied,
-        SsmError::Kms { .. } => Reason::KmsKeyError,
-        SsmError::NotLeader { .. } | SsmError::Other { .. } => Reason::SyncFailed,
-    }
-}
-
-impl From<SsmError> for Failure {
-    fn from(e: SsmError) -> Failure {
-        Failure::new(reason_of(&e), e.to_string())
-    }
-}
 
 /// Brings the parameter to `want`, and says what it holds afterwards (recording the Secret
 /// version it was rendered from and the policy it was validated under).

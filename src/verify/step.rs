@@ -10,7 +10,8 @@ use kube::ResourceExt;
 
 use super::ledger::{Decision, Ledger, Version};
 use super::{Verdict, Verifier};
-use crate::api::{REVERIFY_ANNOTATION, VaultConnection, VaultConnectionStatus, VerificationStatus};
+pub use crate::api::reverify_request;
+use crate::api::{VaultConnection, VaultConnectionStatus, VerificationStatus};
 use crate::providers::Provider;
 
 /// The condition type verification reports.
@@ -40,11 +41,6 @@ impl Checked {
     pub fn blocks_write(&self) -> bool {
         matches!(self.verdict, Verdict::Rejected { .. })
     }
-}
-
-/// The connection's request to verify again: the value of its reverify annotation.
-pub fn reverify_request(vc: &VaultConnection) -> Option<String> {
-    vc.annotations().get(REVERIFY_ANNOTATION).cloned()
 }
 
 impl Verification {
