@@ -37,6 +37,9 @@ pub struct Desired {
     /// The parameter as status records it (same name), if any: a hint for the order of calls
     /// and the wording of events, never a proof.
     pub recorded: Option<ParameterStatus>,
+    /// The Secret's resourceVersion the document was rendered from (recorded in status by
+    /// write, and the version verification asks about).
+    pub secret_version: Option<String>,
     /// The spec changed since status was last written.
     pub spec_changed: bool,
     /// The provider and its credentials (redacted in `Debug`), for verification.
@@ -56,6 +59,7 @@ pub fn desired(
         secret,
         namespace_uid,
         kms_key_id,
+        secret_version,
         ..
     } = inputs;
     let connection = validate_credentials(&spec, &secret, &settings.policy).map_err(|errors| {
@@ -89,6 +93,7 @@ pub fn desired(
         tier,
         kms_key_id,
         recorded,
+        secret_version,
         spec_changed: vc.metadata.generation
             != vc.status.as_ref().and_then(|st| st.observed_generation),
         provider: connection.provider,

@@ -101,13 +101,11 @@ async fn pipeline(
         }
         Ok(Read::Changed(inputs)) => *inputs,
     };
-    let secret_version = inputs.secret_version.clone();
-    let namespace_uid = inputs.namespace_uid.clone();
     // Recorded under another policy, from this very Secret version: only checking is left.
     let stored = inputs
         .stored
         .clone()
-        .filter(|p| p.secret_resource_version == secret_version);
+        .filter(|p| p.secret_resource_version == inputs.secret_version);
     let want = match desired::desired(vc, inputs, &ctx.settings, &ctx.evidence) {
         Err(failure) => return stop(left_in_place(vc, failure)),
         Ok(want) => want,
@@ -119,15 +117,15 @@ async fn pipeline(
         return Ok((Outcome::Ready { parameter, change }, None));
     }
     // A new connection's turn of tier admission is held until its write is done.
-    let mut place = match tier::place(vc, &namespace_uid, &want.name, ctx).await {
+    let mut place = match tier::place(vc, &want.identity.namespace_uid, &want.name, ctx).await {
         Err(failure) => return stop(failure),
         Ok(place) => place,
     };
-    let (checked, refused) = verify::check(ctx, vc, &want, secret_version.as_deref()).await;
+    let (checked, refused) = verify::check(ctx, vc, &want).await;
     if let Some(failure) = refused {
         return Ok((Outcome::NotReady(failure), checked));
     }
-    let outcome = write::sync(ctx, &want, secret_version).await;
+    let outcome = write::sync(ctx, &want).await;
     if matches!(outcome, Outcome::Ready { .. }) {
         place.taken(&want.name);
     }

@@ -206,6 +206,7 @@ mod tests {
                 kms_key_id: Some(KEY.into()),
                 ..ParameterStatus::default()
             }),
+            secret_version: None,
             spec_changed: false,
             provider: crate::validation::Provider::OnePassword {
                 access_token: SecretString::from("ops_x"),

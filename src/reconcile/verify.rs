@@ -16,12 +16,13 @@ pub async fn check(
     ctx: &Context,
     vc: &VaultConnection,
     want: &Desired,
-    secret_version: Option<&str>,
 ) -> (Option<Checked>, Option<Failure>) {
     let Some(verification) = &ctx.verification else {
         return (None, None);
     };
-    let checked = verification.check(vc, &want.provider, secret_version).await;
+    let checked = verification
+        .check(vc, &want.provider, want.secret_version.as_deref())
+        .await;
     let stop = checked
         .blocks_write()
         .then(|| Failure::new(Reason::CredentialsRejected, checked.verdict.message()));

@@ -19,10 +19,10 @@ use crate::status::{Change, Failure, Outcome};
 
 /// Brings the parameter to `want`, and says what it holds afterwards (recording the Secret
 /// version it was rendered from and the policy it was validated under).
-pub async fn sync(ctx: &Context, want: &Desired, secret_version: Option<String>) -> Outcome {
+pub async fn sync(ctx: &Context, want: &Desired) -> Outcome {
     match converge(ctx, want).await {
         Ok((mut parameter, change)) => {
-            parameter.secret_resource_version = secret_version;
+            parameter.secret_resource_version = want.secret_version.clone();
             Outcome::Ready { parameter, change }
         }
         Err(failure) => {
