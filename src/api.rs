@@ -12,6 +12,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::providers::doppler::DopplerSpec;
+pub use crate::providers::infisical::InfisicalSpec;
+pub use crate::providers::parts::VaultType;
+
 /// Finalizer that guards removal of the SSM parameter.
 pub const FINALIZER: &str = "vaultconnections.io/cleanup";
 /// Label a Secret must carry (with value `"true"`) before the operator reads it.
@@ -37,6 +41,12 @@ pub const OPERATOR_ANNOTATIONS: [&str; 3] = [
     SKIP_CLEANUP_ANNOTATION,
     REVERIFY_ANNOTATION,
 ];
+/// The connection's request to verify again: the value of its reverify annotation.
+pub fn reverify_request(vc: &VaultConnection) -> Option<String> {
+    use kube::ResourceExt;
+    vc.annotations().get(REVERIFY_ANNOTATION).cloned()
+}
+
 /// The CRD's name.
 pub const CRD_NAME: &str = "vaultconnections.vaultconnections.io";
 
@@ -131,30 +141,6 @@ pub struct VaultConnectionSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
-/// The external vault provider.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum VaultType {
-    /// 1Password, with a service-account access token (`ops_...`).
-    #[serde(rename = "onepassword")]
-    OnePassword,
-    /// Doppler, with a service token (`dp.st....`) scoped to a project and config.
-    Doppler,
-    /// Infisical, with a Universal Auth machine identity (client id and client secret).
-    Infisical,
-}
-
-impl VaultType {
-    /// The name used in the API and in the SSM document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VaultType::OnePassword => "onepassword",
-            VaultType::Doppler => "doppler",
-            VaultType::Infisical => "infisical",
-        }
-    }
-}
-
 /// Reference to the credentials Secret, in the connection's own namespace.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -223,43 +209,6 @@ impl CredentialsSecretRef {
             .and_then(|k| k.client_secret.as_deref())
             .unwrap_or(DEFAULT_CLIENT_SECRET_KEY)
     }
-}
-
-/// Doppler project and config the service token belongs to.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DopplerSpec {
-    /// Doppler project name, 1 to 255 characters.
-    #[schemars(length(min = 1, max = 255))]
-    pub project: String,
-
-    /// Doppler config (environment branch) name, 1 to 255 characters.
-    #[schemars(length(min = 1, max = 255))]
-    pub config: String,
-}
-
-/// Infisical project, environment and path the machine identity reads.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct InfisicalSpec {
-    /// Infisical project id, 1 to 255 characters.
-    #[schemars(length(min = 1, max = 255))]
-    pub project_id: String,
-
-    /// Infisical environment slug (for example `prod`), 1 to 100 characters, without
-    /// whitespace or `/`.
-    #[schemars(length(min = 1, max = 100), regex(pattern = r"^[^\s/]+$"))]
-    pub environment: String,
-
-    /// Folder path of the secrets in the environment, at most 500 characters. Default: `/`.
-    /// A leading `/` is added if missing.
-    #[serde(default = "default_secret_path")]
-    #[schemars(length(max = 500))]
-    pub secret_path: String,
-}
-
-fn default_secret_path() -> String {
-    "/".to_owned()
 }
 
 /// Options for the SSM parameter.

@@ -1,36 +1,15 @@
-//! The `run` command's settings: every flag can also be set by environment variable.
+//! The `run` command's flags (every flag can also be set by environment variable), their
+//! checks, and the [`Settings`] built from them. The reconciler reads [`crate::settings`], never
+//! this module.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::document::{DocumentError, check_prefix};
 use crate::ownership::Legacy;
-use crate::reconcile::AWS_MANAGED_KEY;
+use crate::settings::{AWS_MANAGED_KEY, Settings};
 use crate::tiers::TierLimits;
 use crate::validation::Policy;
-
-/// Operator-wide settings the reconciler needs, built from the flags by [`RunArgs::settings`].
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Parameter name prefix.
-    pub prefix: String,
-    /// Cluster name in parameter names and tags.
-    pub cluster: String,
-    /// Cluster identity in tags; a parameter tagged with another is never touched.
-    pub cluster_id: String,
-    /// Whether parameters that carry every ownership tag but the cluster id are taken over.
-    pub legacy: Legacy,
-    /// KMS key for connections that name none.
-    pub default_kms_key_id: String,
-    /// Connection limits by tier.
-    pub tiers: TierLimits,
-    /// Tier of unlabelled namespaces.
-    pub default_tier: String,
-    /// Interval of the drift check.
-    pub drift_interval: Duration,
-    /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
-    pub policy: Policy,
-}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -173,12 +152,12 @@ pub struct RunArgs {
     pub verify_credentials: bool,
 
     /// Base URL of the Doppler API that verification calls.
-    #[arg(long, env = "VCO_VERIFY_DOPPLER_URL", default_value = crate::verify::DOPPLER_DEFAULT_URL)]
+    #[arg(long, env = "VCO_VERIFY_DOPPLER_URL", default_value = crate::providers::doppler::DEFAULT_URL)]
     pub verify_doppler_url: String,
 
     /// Site URL of Infisical that verification calls: https://app.infisical.com (US cloud),
     /// https://eu.infisical.com (EU cloud) or a self-hosted instance.
-    #[arg(long, env = "VCO_VERIFY_INFISICAL_URL", default_value = crate::verify::INFISICAL_DEFAULT_URL)]
+    #[arg(long, env = "VCO_VERIFY_INFISICAL_URL", default_value = crate::providers::infisical::DEFAULT_URL)]
     pub verify_infisical_url: String,
 
     /// Deadline of one request to a provider (connect, TLS, answer).
@@ -239,17 +218,10 @@ impl RunArgs {
     }
 
     fn check_verification(&self) -> Result<(), String> {
-        if !self.verify_credentials {
+        let Some(verification) = self.verification() else {
             return Ok(());
-        }
-        let insecure = self.verify_allow_insecure_loopback;
-        crate::verify::http::BaseUrl::parse(&self.verify_doppler_url, insecure)
-            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
-        crate::verify::http::BaseUrl::parse(&self.verify_infisical_url, insecure)
-            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
-        if self.verify_timeout.is_zero() {
-            return Err("--verify-timeout: must be more than 0s".into());
-        }
+        };
+        verification.check()?;
         if self.verify_retry_interval < Duration::from_secs(1) {
             return Err("--verify-retry-interval: must be at least 1s".into());
         }

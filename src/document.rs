@@ -1,10 +1,11 @@
 //! What SSM should hold for a connection: the parameter name, the JSON document and its tier.
 //! Pure functions; AWS's own name and size rules are enforced here because the emulator does not.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::validation::{Connection, Provider};
+use crate::providers::Fields;
+use crate::validation::Connection;
 
 /// Largest value of a Standard parameter, in bytes (AWS: 4 KB).
 pub const STANDARD_MAX_BYTES: usize = 4096;
@@ -157,7 +158,7 @@ pub fn parameter_name(
 }
 
 /// The SSM document, in the provider API's own snake_case names and a fixed key order, so equal
-/// content renders to equal bytes.
+/// content renders to equal bytes: the envelope here, the provider's fields from its module.
 #[derive(Serialize)]
 struct Document<'a> {
     vault_type: &'a str,
@@ -167,56 +168,10 @@ struct Document<'a> {
     fields: Fields<'a>,
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Fields<'a> {
-    OnePassword {
-        access_token: &'a str,
-    },
-    Doppler {
-        access_token: &'a str,
-        project: &'a str,
-        config: &'a str,
-    },
-    Infisical {
-        client_id: &'a str,
-        client_secret: &'a str,
-        project_id: &'a str,
-        environment: &'a str,
-        secret_path: &'a str,
-    },
-}
-
 /// Renders the document SSM should hold for a connection. The result is itself a secret.
 pub fn render(connection: &Connection) -> SecretString {
     let spec = &connection.spec;
-    let fields = match &connection.provider {
-        Provider::OnePassword { access_token } => Fields::OnePassword {
-            access_token: access_token.expose_secret(),
-        },
-        Provider::Doppler {
-            access_token,
-            project,
-            config,
-        } => Fields::Doppler {
-            access_token: access_token.expose_secret(),
-            project,
-            config,
-        },
-        Provider::Infisical {
-            client_id,
-            client_secret,
-            project_id,
-            environment,
-            secret_path,
-        } => Fields::Infisical {
-            client_id: client_id.expose_secret(),
-            client_secret: client_secret.expose_secret(),
-            project_id,
-            environment,
-            secret_path,
-        },
-    };
+    let fields = connection.provider.fields();
     let doc = Document {
         vault_type: spec.vault_type().as_str(),
         name: &spec.display_name,

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::providers::*;
 use secrecy::SecretString;
 use vault_connection_operator::api::VaultType;
+use vault_connection_operator::providers::{doppler, infisical};
 use vault_connection_operator::validation::Provider;
-use vault_connection_operator::verify::{Cause, Check, Settings, Verdict, Verifier};
+use vault_connection_operator::verify::{Cause, Settings, Verdict, Verifier};
 
 /// Every log line of this test binary, at trace level for every crate.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
@@ -145,7 +146,7 @@ async fn doppler_rejects_a_revoked_token_at_the_token_check_and_asks_nothing_mor
         verdict,
         Verdict::Rejected {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             status: 401
         }
     );
@@ -166,7 +167,7 @@ async fn doppler_rejects_a_token_for_another_project_or_config_at_the_config_che
             verdict,
             Verdict::Rejected {
                 provider: VaultType::Doppler,
-                check: Check::DopplerConfig,
+                check: doppler::CONFIG,
                 status: 403
             },
             "{project}/{config}"
@@ -236,7 +237,7 @@ async fn infisical_rejects_a_wrong_client_secret_after_exactly_one_login_attempt
         verdict,
         Verdict::Rejected {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             status: 401
         }
     );
@@ -264,7 +265,7 @@ async fn infisical_rejects_a_wrong_project_environment_or_path_at_the_read_check
             verdict,
             Verdict::Rejected {
                 provider: VaultType::Infisical,
-                check: Check::InfisicalRead,
+                check: infisical::READ,
                 status
             },
             "{project} {env} {path}"
@@ -285,7 +286,7 @@ async fn rate_limiting_is_transient_and_the_next_attempt_succeeds() {
         first,
         Verdict::Unavailable {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             cause: Cause::RateLimited
         }
     );
@@ -317,7 +318,7 @@ async fn server_errors_and_an_unreachable_provider_are_transient() {
         verdict,
         Verdict::Unavailable {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             cause: Cause::ServerError(503)
         }
     );
@@ -330,7 +331,7 @@ async fn server_errors_and_an_unreachable_provider_are_transient() {
         verdict,
         Verdict::Unavailable {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             cause: Cause::Unreachable
         }
     );
@@ -362,7 +363,7 @@ async fn a_provider_that_never_answers_times_out_within_the_deadline() {
         verdict,
         Verdict::Unavailable {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             cause: Cause::Timeout
         }
     );
@@ -384,7 +385,7 @@ async fn a_success_that_is_not_the_documented_response_is_not_an_acceptance() {
         verdict,
         Verdict::Unavailable {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             cause: Cause::UnexpectedBody
         }
     );
@@ -405,7 +406,7 @@ async fn redirects_are_not_followed_so_credentials_reach_only_the_configured_hos
         verdict,
         Verdict::Unavailable {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             cause: Cause::UnexpectedStatus(307)
         }
     );

@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 
 use super::*;
 use crate::api::DeletionPolicy;
-use crate::validation::{ProviderSettings, ValidSpec};
+use crate::validation::{Provider, ProviderSettings, ValidSpec};
 
 fn connection(provider: Provider, description: &str) -> Connection {
     let settings = match &provider {

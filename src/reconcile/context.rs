@@ -11,19 +11,16 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::cleanup::Budget;
+use super::budget::Budget;
 use super::evidence::Evidence;
 use super::synced::Synced;
 use super::tier::Admissions;
 use crate::api::VaultConnection;
-use crate::config::Settings;
 use crate::metrics::Metrics;
 pub use crate::ownership::MANAGED_BY;
+use crate::settings::Settings;
 use crate::ssm::{Meta, Ssm};
 use crate::verify::step::Verification;
-
-/// The KMS key used when neither the spec nor the operator names one.
-pub const AWS_MANAGED_KEY: &str = "alias/aws/ssm";
 
 /// What this process remembers about one connection between reconciles.
 #[derive(Debug, Default, PartialEq, Eq)]

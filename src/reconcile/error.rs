@@ -1,7 +1,9 @@
 //! Errors that make a reconcile fail and be retried with backoff. Failures a person can act on
 //! are not errors: they are reported in status (see [`crate::status::Failure`]).
 
+use crate::reason::Reason;
 use crate::ssm::SsmError;
+use crate::status::Failure;
 
 /// A reconcile that could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +36,28 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubeError",
-            Error::Ssm(e) => super::write::reason_of(e).as_str(),
+            Error::Ssm(e) => reason_of(e).as_str(),
             Error::Finalizer(_) => "FinalizerError",
             Error::NoNamespace => "NoNamespace",
             Error::NamespaceNotCached(_) => "NamespaceNotCached",
             Error::DeletionHeld(_) => "DeletionHeld",
         }
+    }
+}
+
+/// The condition reason of an SSM failure.
+pub fn reason_of(e: &SsmError) -> Reason {
+    match e {
+        SsmError::Throttled { .. } => Reason::Throttled,
+        SsmError::AccessDenied { .. } => Reason::AccessDenied,
+        SsmError::Credentials { .. } => Reason::AwsCredentialsError,
+        SsmError::Kms { .. } => Reason::KmsKeyError,
+        SsmError::NotLeader { .. } | SsmError::Other { .. } => Reason::SyncFailed,
+    }
+}
+
+impl From<SsmError> for Failure {
+    fn from(e: SsmError) -> Failure {
+        Failure::new(reason_of(&e), e.to_string())
     }
 }

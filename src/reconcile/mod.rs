@@ -8,11 +8,14 @@
 //! deleted connection goes through [`cleanup`] instead. This file is the driver; [`watches`]
 //! wires it to the cluster.
 
+mod at_rest;
+mod budget;
 mod cleanup;
 mod context;
 mod desired;
 mod error;
 pub mod evidence;
+mod pipeline;
 pub mod plan;
 mod read;
 mod report;
@@ -23,153 +26,8 @@ mod verify;
 mod watches;
 mod write;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::{Api, ResourceExt};
-
-pub use cleanup::Budget;
-pub use context::{AWS_MANAGED_KEY, Caches, Context, MANAGED_BY};
+pub use budget::Budget;
+pub use context::{Caches, Context, MANAGED_BY};
 pub use error::Error;
+pub use pipeline::{error_policy, reconcile};
 pub use watches::{Shared, run_scope};
-
-use crate::api::{FINALIZER, VaultConnection};
-use crate::backoff;
-use crate::reason::Stage;
-use crate::status::{Change, Failure, Outcome};
-use crate::verify::step::Checked;
-use read::Read;
-
-/// Reconciles one VaultConnection: the entry point the controller calls.
-pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
-    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<VaultConnection> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, vc, |event| async {
-        match event {
-            FinalizerEvent::Apply(vc) => apply(&vc, &ctx).await,
-            FinalizerEvent::Cleanup(vc) => cleanup::cleanup(&vc, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    if let Err(Error::Finalizer(e)) = &result
-        && stale_cache(e)
-    {
-        return Ok(Action::await_change());
-    }
-    if let Err(e) = &result {
-        ctx.metrics
-            .reconciled(e.metric_label(), true, start.elapsed());
-    }
-    result
-}
-
-/// Whether the finalizer patch was refused because the cached object is older than the one
-/// stored: the patch tests the cached finalizer list, so when a reconcile runs before the watch
-/// has delivered our own previous write, the API server answers 422 (test failed) or 409. That
-/// is not a failure: the newer object is on its way, and its event reconciles again.
-fn stale_cache(e: &kube::runtime::finalizer::Error<Error>) -> bool {
-    use kube::runtime::finalizer::Error as F;
-    matches!(
-        e,
-        F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
-            if s.code == 409 || s.code == 422
-    )
-}
-
-/// Retries a failed reconcile with jittered exponential backoff.
-pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    let n = ctx.failed(&vc.uid().unwrap_or_default());
-    tracing::warn!(
-        namespace = vc.namespace().unwrap_or_default(),
-        name = vc.name_any(),
-        error = %error,
-        attempt = n,
-        "reconcile failed"
-    );
-    Action::requeue(backoff::jittered(
-        n,
-        Duration::from_secs(1),
-        Duration::from_secs(300),
-    ))
-}
-
-/// One reconcile of a live connection: the pipeline, then the report.
-async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
-    let start = Instant::now();
-    let (outcome, checked) = pipeline(vc, ctx).await?;
-    report::status(vc, &outcome, checked.as_ref(), ctx).await?;
-    report::record(vc, &outcome, ctx, start);
-    Ok(report::requeue(vc, &outcome, checked.as_ref(), ctx))
-}
-
-/// read → desire → admit (tier) → verify → write. `Err` only for Kubernetes API errors;
-/// everything else is an [`Outcome`], with the verification answer when one was asked for.
-async fn pipeline(
-    vc: &VaultConnection,
-    ctx: &Context,
-) -> Result<(Outcome, Option<Checked>), Error> {
-    let stop = |failure| Ok((Outcome::NotReady(failure), None));
-    let inputs = match read::inputs(vc, ctx).await? {
-        Err(failure) => return stop(left_in_place(vc, failure)),
-        Ok(Read::Unchanged(parameter)) => {
-            let change = Change::None;
-            return Ok((Outcome::Ready { parameter, change }, None));
-        }
-        Ok(Read::Changed(inputs)) => *inputs,
-    };
-    let secret_version = inputs.secret_version.clone();
-    let namespace_uid = inputs.namespace_uid.clone();
-    // Recorded under another policy, from this very Secret version: only checking is left.
-    let stored = inputs
-        .stored
-        .clone()
-        .filter(|p| p.secret_resource_version == secret_version);
-    let want = match desired::desired(vc, inputs, &ctx.settings, &ctx.evidence) {
-        Err(failure) => return stop(left_in_place(vc, failure)),
-        Ok(want) => want,
-    };
-    if let Some(mut parameter) = stored {
-        // Valid under today's rules: SSM holds what these credentials render to.
-        parameter.policy = Some(ctx.settings.policy.fingerprint());
-        let change = Change::None;
-        return Ok((Outcome::Ready { parameter, change }, None));
-    }
-    // A new connection's turn of tier admission is held until its write is done.
-    let mut place = match tier::place(vc, &namespace_uid, &want.name, ctx).await {
-        Err(failure) => return stop(failure),
-        Ok(place) => place,
-    };
-    let (checked, refused) = verify::check(ctx, vc, &want, secret_version.as_deref()).await;
-    if let Some(failure) = refused {
-        return Ok((Outcome::NotReady(failure), checked));
-    }
-    let outcome = write::sync(ctx, &want, secret_version).await;
-    if matches!(outcome, Outcome::Ready { .. }) {
-        place.taken(&want.name);
-    }
-    Ok((outcome, checked))
-}
-
-/// A connection that stored credentials and is now invalid (a changed Secret or spec, or rules
-/// made stricter) says that what it stored stays: removing a live credential is not the
-/// operator's call.
-fn left_in_place(vc: &VaultConnection, mut failure: Failure) -> Failure {
-    if failure.stage() == Stage::Valid
-        && let Some(p) = vc.status.as_ref().and_then(|s| s.parameter.as_ref())
-    {
-        failure.message = format!(
-            "{}. The credentials stored earlier stay in SSM parameter {} (the operator does not              remove a live credential): fix the connection, or delete it to remove them",
-            failure.message.trim_end_matches('.'),
-            p.name
-        );
-    }
-    failure
-}

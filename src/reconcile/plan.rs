@@ -1,4 +1,4 @@
-//! Step 4, plan (pure): from what SSM holds and what the parameter should be to the SSM steps
+//! Step 5, plan (pure): from what SSM holds and what the parameter should be to the SSM steps
 //! that get there with the fewest calls — create, nothing, overwrite, prove ownership then adopt
 //! or overwrite, or refuse a parameter that is not ours. The tier is never downgraded.
 //!
@@ -206,6 +206,7 @@ mod tests {
                 kms_key_id: Some(KEY.into()),
                 ..ParameterStatus::default()
             }),
+            secret_version: None,
             spec_changed: false,
             provider: crate::validation::Provider::OnePassword {
                 access_token: SecretString::from("ops_x"),

@@ -11,8 +11,8 @@ use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use super::at_rest::{Recorded, kms_key_for, unchanged};
 use super::context::Context;
-use super::desired::{Recorded, kms_key_for, unchanged};
 use super::error::Error;
 use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
@@ -30,6 +30,8 @@ pub struct Inputs {
     pub secret: SecretData,
     /// The Secret's resourceVersion.
     pub secret_version: Option<String>,
+    /// The KMS key the parameter is encrypted with: the spec's, else the operator's default.
+    pub kms_key_id: String,
     /// The uid of the connection's namespace.
     pub namespace_uid: String,
     /// Set when status records a sync of these very inputs under another validation policy:
@@ -115,6 +117,7 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         parameter,
         secret,
         secret_version,
+        kms_key_id: key,
         namespace_uid,
         stored,
     }))))

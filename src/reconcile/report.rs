@@ -1,4 +1,4 @@
-//! Step 5, report: the status the outcome calls for (patched only when it differs), an event on
+//! Step 7, report: the status the outcome calls for (patched only when it differs), an event on
 //! every change of state, metrics and a log line, and when to look again.
 
 use std::time::{Duration, Instant};

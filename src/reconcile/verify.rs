@@ -1,4 +1,4 @@
-//! Step 3a, verify (only with verification on): between desiring the document and writing it,
+//! Step 4, verify (only with verification on): between desiring the document and writing it,
 //! ask the provider whether it accepts the credentials — at most once per version of them (see
 //! [`crate::verify::ledger`]). A refusal stops the pipeline before anything is written; an
 //! unavailable provider does not.
@@ -16,12 +16,13 @@ pub async fn check(
     ctx: &Context,
     vc: &VaultConnection,
     want: &Desired,
-    secret_version: Option<&str>,
 ) -> (Option<Checked>, Option<Failure>) {
     let Some(verification) = &ctx.verification else {
         return (None, None);
     };
-    let checked = verification.check(vc, &want.provider, secret_version).await;
+    let checked = verification
+        .check(vc, &want.provider, want.secret_version.as_deref())
+        .await;
     let stop = checked
         .blocks_write()
         .then(|| Failure::new(Reason::CredentialsRejected, checked.verdict.message()));

@@ -13,15 +13,16 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::cleanup::Budget;
+use super::budget::Budget;
 use super::context::{Caches, Context, Filled};
-use super::{error_policy, reconcile, sweep};
+use super::pipeline::{error_policy, reconcile};
+use super::sweep;
 use crate::api::{
     CREDENTIALS_LABEL, MAX_ANNOTATION_VALUE, OPERATOR_ANNOTATIONS, TIER_LABEL, VaultConnection,
 };
 use crate::backoff;
-use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::settings::Settings;
 use crate::ssm::Ssm;
 use crate::status::drop_derived_messages;
 use crate::verify::step::Verification;

@@ -1,4 +1,4 @@
-//! Step 5, write: looks at the parameter in SSM without decrypting it, asks the planner what to
+//! Step 6, write: looks at the parameter in SSM without decrypting it, asks the planner what to
 //! do and does it; then reads back, without decrypting, the version and modification time its own
 //! write produced — the evidence the drift sweep and the next reconcile compare with. Also removes
 //! the parameter on delete. SSM failures become [`Failure`]s with their reason; AWS's message
@@ -17,29 +17,12 @@ use crate::reason::Reason;
 use crate::ssm::{Meta, SsmError, Write};
 use crate::status::{Change, Failure, Outcome};
 
-/// The condition reason of an SSM failure.
-pub fn reason_of(e: &SsmError) -> Reason {
-    match e {
-        SsmError::Throttled { .. } => Reason::Throttled,
-        SsmError::AccessDenied { .. } => Reason::AccessDenied,
-        SsmError::Credentials { .. } => Reason::AwsCredentialsError,
-        SsmError::Kms { .. } => Reason::KmsKeyError,
-        SsmError::NotLeader { .. } | SsmError::Other { .. } => Reason::SyncFailed,
-    }
-}
-
-impl From<SsmError> for Failure {
-    fn from(e: SsmError) -> Failure {
-        Failure::new(reason_of(&e), e.to_string())
-    }
-}
-
 /// Brings the parameter to `want`, and says what it holds afterwards (recording the Secret
 /// version it was rendered from and the policy it was validated under).
-pub async fn sync(ctx: &Context, want: &Desired, secret_version: Option<String>) -> Outcome {
+pub async fn sync(ctx: &Context, want: &Desired) -> Outcome {
     match converge(ctx, want).await {
         Ok((mut parameter, change)) => {
-            parameter.secret_resource_version = secret_version;
+            parameter.secret_resource_version = want.secret_version.clone();
             Outcome::Ready { parameter, change }
         }
         Err(failure) => {

@@ -4,6 +4,7 @@ use super::*;
 use crate::api::{
     CredentialKeys, CredentialsSecretRef, DopplerSpec, InfisicalSpec, SsmSpec, VaultConnectionSpec,
 };
+use secrecy::ExposeSecret;
 
 const UUID: &str = "0b7b2d4e-3f0a-4c1e-9a55-2f4c8e1d6a77";
 

@@ -12,8 +12,9 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{Check, Verdict, Verifier, parse};
+use super::{Verdict, Verifier, parse};
 use crate::api::VaultType;
+use crate::providers::doppler::{CONFIG, TOKEN};
 
 /// `GET /v3/me` answers an object; its fields are not needed.
 #[derive(Deserialize)]
@@ -39,17 +40,17 @@ pub(super) async fn verify(
         let base = v.doppler_url();
         let me = v
             .call(
-                Check::DopplerToken,
+                TOKEN,
                 hyper::Method::GET,
                 base.join("/v3/me", &[]),
                 Some(token),
                 None,
             )
             .await?;
-        parse::<Me>(Check::DopplerToken, &me)?;
+        parse::<Me>(TOKEN, &me)?;
         let found = v
             .call(
-                Check::DopplerConfig,
+                CONFIG,
                 hyper::Method::GET,
                 base.join(
                     "/v3/configs/config",
@@ -59,7 +60,7 @@ pub(super) async fn verify(
                 None,
             )
             .await?;
-        parse::<ConfigAnswer>(Check::DopplerConfig, &found)?;
+        parse::<ConfigAnswer>(CONFIG, &found)?;
         Ok(())
     };
     match check.await {

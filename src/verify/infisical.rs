@@ -19,8 +19,9 @@ use hyper::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Check, Verdict, Verifier, parse};
+use super::{Verdict, Verifier, parse};
 use crate::api::VaultType;
+use crate::providers::infisical::{LOGIN, READ};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,23 +65,23 @@ pub(super) async fn verify(
         .map(Bytes::from)
         .map_err(|_| Verdict::Unavailable {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: LOGIN,
             cause: super::Cause::Request,
         })?;
         let answer = v
             .call(
-                Check::InfisicalLogin,
+                LOGIN,
                 hyper::Method::POST,
                 base.join("/api/v1/auth/universal-auth/login", &[]),
                 None,
                 Some(body),
             )
             .await?;
-        let login: LoginAnswer = parse(Check::InfisicalLogin, &answer)?;
+        let login: LoginAnswer = parse(LOGIN, &answer)?;
         drop(answer);
         let listed = v
             .call(
-                Check::InfisicalRead,
+                READ,
                 hyper::Method::GET,
                 base.join(
                     "/api/v4/secrets",
@@ -95,7 +96,7 @@ pub(super) async fn verify(
                 None,
             )
             .await?;
-        parse::<SecretsAnswer>(Check::InfisicalRead, &listed)?;
+        parse::<SecretsAnswer>(READ, &listed)?;
         Ok(())
     };
     match check.await {

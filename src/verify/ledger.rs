@@ -159,7 +159,8 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::api::VaultType;
-    use crate::verify::{Cause, Check};
+    use crate::providers::infisical;
+    use crate::verify::Cause;
 
     fn version(secret: &str, generation: i64) -> Version {
         Version {
@@ -178,7 +179,7 @@ mod tests {
     fn rejected() -> Verdict {
         Verdict::Rejected {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             status: 401,
         }
     }
@@ -186,7 +187,7 @@ mod tests {
     fn unavailable() -> Verdict {
         Verdict::Unavailable {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             cause: Cause::RateLimited,
         }
     }

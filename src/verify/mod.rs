@@ -21,69 +21,16 @@ use hyper::{Method, StatusCode, Uri};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
+pub use crate::providers::Check;
+
 use crate::api::{VaultType, VerificationResult, VerificationStatus};
-use crate::validation::Provider;
+use crate::providers::Provider;
 use http::{BaseUrl, Http, Transport};
 
 /// The default Doppler API base URL.
-pub const DOPPLER_DEFAULT_URL: &str = "https://api.doppler.com";
+pub const DOPPLER_DEFAULT_URL: &str = crate::providers::doppler::DEFAULT_URL;
 /// The default Infisical site URL (Infisical Cloud, US). EU: `https://eu.infisical.com`.
-pub const INFISICAL_DEFAULT_URL: &str = "https://app.infisical.com";
-
-/// One check a verification makes, in order per provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Check {
-    /// Doppler: the token authenticates (`GET /v3/me`).
-    DopplerToken,
-    /// Doppler: the token can read the project and config (`GET /v3/configs/config`).
-    DopplerConfig,
-    /// Infisical: Universal Auth login (`POST /api/v1/auth/universal-auth/login`).
-    InfisicalLogin,
-    /// Infisical: the identity can read the project, environment and path (`GET /api/v4/secrets`).
-    InfisicalRead,
-}
-
-impl Check {
-    /// What the check proves, for messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Check::DopplerToken => "the token authenticates",
-            Check::DopplerConfig => {
-                "the token can read the project and config named in spec.doppler"
-            }
-            Check::InfisicalLogin => "Universal Auth login with the client id and client secret",
-            Check::InfisicalRead => {
-                "the identity can read the project, environment and secret path named in spec.infisical"
-            }
-        }
-    }
-
-    /// The documented endpoint the check calls.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Check::DopplerToken => "GET /v3/me",
-            Check::DopplerConfig => "GET /v3/configs/config",
-            Check::InfisicalLogin => "POST /api/v1/auth/universal-auth/login",
-            Check::InfisicalRead => "GET /api/v4/secrets",
-        }
-    }
-
-    /// A short stable name for logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Check::DopplerToken => "token",
-            Check::DopplerConfig => "config",
-            Check::InfisicalLogin => "login",
-            Check::InfisicalRead => "read",
-        }
-    }
-
-    /// Whether the request names something the provider may not know (a project, config,
-    /// environment or client id), so that 400/404/422 mean "not accepted", not "broken".
-    fn names_scope(self) -> bool {
-        !matches!(self, Check::DopplerToken)
-    }
-}
+pub const INFISICAL_DEFAULT_URL: &str = crate::providers::infisical::DEFAULT_URL;
 
 /// Why a provider could not give an answer about the credentials (transient).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,16 +128,12 @@ pub enum Verdict {
 /// Whether the provider has a check verification can make (1Password has none: its service
 /// account tokens cannot be tested without reading a vault item).
 pub fn verifiable(p: VaultType) -> bool {
-    p != VaultType::OnePassword
+    p.verifiable()
 }
 
 /// The provider's name as people write it.
 pub fn provider_name(p: VaultType) -> &'static str {
-    match p {
-        VaultType::OnePassword => "1Password",
-        VaultType::Doppler => "Doppler",
-        VaultType::Infisical => "Infisical",
-    }
+    p.name()
 }
 
 impl Verdict {
@@ -233,17 +176,12 @@ impl Verdict {
         let name = provider_name(self.provider());
         match self {
             Verdict::Accepted { provider } => {
-                let checks = match provider {
-                    VaultType::Doppler => [Check::DopplerToken, Check::DopplerConfig],
-                    _ => [Check::InfisicalLogin, Check::InfisicalRead],
-                };
-                format!(
-                    "{name} accepted the credentials: {} ({}) and {} ({})",
-                    checks[0].describe(),
-                    checks[0].endpoint(),
-                    checks[1].describe(),
-                    checks[1].endpoint()
-                )
+                let checks: Vec<String> = provider
+                    .checks()
+                    .iter()
+                    .map(|c| format!("{} ({})", c.describe(), c.endpoint()))
+                    .collect();
+                format!("{name} accepted the credentials: {}", checks.join(" and "))
             }
             Verdict::Rejected { check, status, .. } => format!(
                 "{name} rejected the credentials: check failed: {} ({} answered {status}); \
@@ -258,32 +196,10 @@ impl Verdict {
                 check.endpoint(),
                 cause.describe()
             ),
-            Verdict::NotSupported { .. } => format!(
-                "verification is not available for {name}: its service-account tokens have no \
-                 public HTTP API to check them against (only the SDKs)"
+            Verdict::NotSupported { provider } => format!(
+                "verification is not available for {name}: {}",
+                provider.unverifiable_because().unwrap_or("it has no check")
             ),
-        }
-    }
-}
-
-impl Check {
-    /// The check named `label` for `provider`, as [`Check::label`] writes it.
-    pub fn parse(provider: VaultType, label: &str) -> Option<Check> {
-        [
-            Check::DopplerToken,
-            Check::DopplerConfig,
-            Check::InfisicalLogin,
-            Check::InfisicalRead,
-        ]
-        .into_iter()
-        .find(|c| c.label() == label && c.provider() == provider)
-    }
-
-    /// The provider the check calls.
-    pub fn provider(self) -> VaultType {
-        match self {
-            Check::DopplerToken | Check::DopplerConfig => VaultType::Doppler,
-            Check::InfisicalLogin | Check::InfisicalRead => VaultType::Infisical,
         }
     }
 }
@@ -350,6 +266,27 @@ pub struct Settings {
     pub allow_insecure_loopback: bool,
 }
 
+impl Settings {
+    /// Checks the settings as [`Verifier::new`] does (the `run` command checks its flags with
+    /// this too); the error names the flag and the rule.
+    pub fn check(&self) -> Result<(), String> {
+        self.base_urls().map(drop)
+    }
+
+    /// The providers' base URLs, checked, and the timeout checked.
+    fn base_urls(&self) -> Result<(BaseUrl, BaseUrl), String> {
+        let insecure = self.allow_insecure_loopback;
+        let doppler = BaseUrl::parse(&self.doppler_url, insecure)
+            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
+        let infisical = BaseUrl::parse(&self.infisical_url, insecure)
+            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
+        if self.timeout.is_zero() {
+            return Err("--verify-timeout: must be more than 0s".into());
+        }
+        Ok((doppler, infisical))
+    }
+}
+
 /// Verifies credentials against their provider. Cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct Verifier {
@@ -362,14 +299,8 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for `settings`; the error names the flag and the rule.
     pub fn new(settings: &Settings) -> Result<Verifier, String> {
+        let (doppler, infisical) = settings.base_urls()?;
         let insecure = settings.allow_insecure_loopback;
-        let doppler = BaseUrl::parse(&settings.doppler_url, insecure)
-            .map_err(|e| format!("--verify-doppler-url: {e}"))?;
-        let infisical = BaseUrl::parse(&settings.infisical_url, insecure)
-            .map_err(|e| format!("--verify-infisical-url: {e}"))?;
-        if settings.timeout.is_zero() {
-            return Err("--verify-timeout: must be more than 0s".into());
-        }
         let http = Http::new(settings.timeout, insecure)?;
         Ok(Verifier {
             http,
@@ -432,10 +363,7 @@ impl Verifier {
         bearer: Option<&SecretString>,
         json: Option<Bytes>,
     ) -> Result<Bytes, Verdict> {
-        let provider = match check {
-            Check::DopplerToken | Check::DopplerConfig => VaultType::Doppler,
-            Check::InfisicalLogin | Check::InfisicalRead => VaultType::Infisical,
-        };
+        let provider = check.provider();
         let unavailable = |cause| Verdict::Unavailable {
             provider,
             check,
@@ -487,10 +415,7 @@ impl Verifier {
 
 /// Parses the documented shape of a success body; anything else is "no usable answer".
 fn parse<T: DeserializeOwned>(check: Check, body: &[u8]) -> Result<T, Verdict> {
-    let provider = match check {
-        Check::DopplerToken | Check::DopplerConfig => VaultType::Doppler,
-        Check::InfisicalLogin | Check::InfisicalRead => VaultType::Infisical,
-    };
+    let provider = check.provider();
     // The serde error is dropped unread: it can quote the body.
     serde_json::from_slice(body).map_err(|_| Verdict::Unavailable {
         provider,
@@ -523,6 +448,7 @@ fn classify(check: Check, status: StatusCode) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{doppler, infisical};
 
     fn step(check: Check, code: u16) -> &'static str {
         match classify(check, StatusCode::from_u16(code).unwrap()) {
@@ -534,12 +460,10 @@ mod tests {
 
     #[test]
     fn unauthorized_and_forbidden_refuse_every_check() {
-        for check in [
-            Check::DopplerToken,
-            Check::DopplerConfig,
-            Check::InfisicalLogin,
-            Check::InfisicalRead,
-        ] {
+        for check in VaultType::ALL
+            .iter()
+            .flat_map(|p| p.checks().iter().copied())
+        {
             assert_eq!(step(check, 401), "refused");
             assert_eq!(step(check, 403), "refused");
             assert_eq!(step(check, 200), "ok");
@@ -551,10 +475,10 @@ mod tests {
 
     #[test]
     fn not_found_refuses_only_checks_that_name_a_scope() {
-        assert_eq!(step(Check::DopplerConfig, 404), "refused");
-        assert_eq!(step(Check::InfisicalRead, 404), "refused");
-        assert_eq!(step(Check::InfisicalRead, 400), "refused");
-        assert_eq!(step(Check::DopplerToken, 404), "transient");
+        assert_eq!(step(doppler::CONFIG, 404), "refused");
+        assert_eq!(step(infisical::READ, 404), "refused");
+        assert_eq!(step(infisical::READ, 400), "refused");
+        assert_eq!(step(doppler::TOKEN, 404), "transient");
     }
 
     #[test]
@@ -566,7 +490,7 @@ mod tests {
         };
         let rejected = Verdict::Rejected {
             provider: VaultType::Doppler,
-            check: Check::DopplerConfig,
+            check: doppler::CONFIG,
             status: 403,
         };
         let record = rejected.to_record(&v).unwrap();
@@ -602,7 +526,7 @@ mod tests {
         );
         let down = Verdict::Unavailable {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             cause: Cause::Timeout,
         };
         assert_eq!(
@@ -616,7 +540,7 @@ mod tests {
     fn messages_name_provider_check_and_status() {
         let rejected = Verdict::Rejected {
             provider: VaultType::Infisical,
-            check: Check::InfisicalLogin,
+            check: infisical::LOGIN,
             status: 401,
         };
         let m = rejected.message();
@@ -631,7 +555,7 @@ mod tests {
 
         let down = Verdict::Unavailable {
             provider: VaultType::Doppler,
-            check: Check::DopplerToken,
+            check: doppler::TOKEN,
             cause: Cause::RateLimited,
         };
         assert!(down.message().contains("GET /v3/me answered 429"));

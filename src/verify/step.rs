@@ -10,10 +10,9 @@ use kube::ResourceExt;
 
 use super::ledger::{Decision, Ledger, Version};
 use super::{Verdict, Verifier};
-use crate::api::{
-    REVERIFY_ANNOTATION, VaultConnection, VaultConnectionStatus, VaultType, VerificationStatus,
-};
-use crate::validation::Provider;
+pub use crate::api::reverify_request;
+use crate::api::{VaultConnection, VaultConnectionStatus, VerificationStatus};
+use crate::providers::Provider;
 
 /// The condition type verification reports.
 pub const VERIFIED: &str = "Verified";
@@ -44,19 +43,6 @@ impl Checked {
     }
 }
 
-/// The connection's request to verify again: the value of its reverify annotation.
-pub fn reverify_request(vc: &VaultConnection) -> Option<String> {
-    vc.annotations().get(REVERIFY_ANNOTATION).cloned()
-}
-
-fn vault_type(p: &Provider) -> VaultType {
-    match p {
-        Provider::OnePassword { .. } => VaultType::OnePassword,
-        Provider::Doppler { .. } => VaultType::Doppler,
-        Provider::Infisical { .. } => VaultType::Infisical,
-    }
-}
-
 impl Verification {
     /// A verification step with `verifier`, retrying an unavailable provider after
     /// `retry_interval` (doubling up to an hour).
@@ -84,7 +70,7 @@ impl Verification {
         let previous = vc.status.as_ref().and_then(|s| s.verification.clone());
         let recorded = previous
             .as_ref()
-            .and_then(|r| Verdict::from_record(r, vault_type(provider), &version));
+            .and_then(|r| Verdict::from_record(r, provider.vault_type(), &version));
         let now = Instant::now();
         let verdict = match self.ledger.decide(&uid, &version, recorded, now) {
             Decision::Known(verdict) => verdict,
