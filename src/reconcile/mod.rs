@@ -154,6 +154,14 @@ async fn pipeline(
     let outcome = write::sync(ctx, &want, secret_version).await;
     if matches!(outcome, Outcome::Ready { .. }) {
         place.taken(&want.name);
+        if place.admitted() {
+            // A slot was free: a refused sibling may fit too (it is checked after this turn).
+            tier::next_refused(
+                ctx,
+                &vc.namespace().unwrap_or_default(),
+                vc.uid().as_deref(),
+            );
+        }
     }
     Ok((outcome, checked))
 }

@@ -1,0 +1,100 @@
+//! A fleet where no tenant can slow another, counted at the SSM proxy: refused connections cost
+//! nothing at rest and wait for a change (a freed slot admits one).
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_ssm::SsmProxy;
+use common::{Operator, Options, World, eventually};
+
+/// A world whose operators reach SSM through a counting proxy.
+struct Counted {
+    w: World,
+    proxy: SsmProxy,
+    endpoint: String,
+}
+
+impl Counted {
+    async fn new(name: &str) -> Option<Counted> {
+        let w = World::new(name).await?;
+        let (proxy, endpoint) = SsmProxy::start(w.env.ssm_endpoint.clone()).await;
+        Some(Counted { w, proxy, endpoint })
+    }
+
+    async fn operator(&self, opts: Options) -> Operator {
+        self.w
+            .operator_with(opts.env("AWS_ENDPOINT_URL_SSM", self.endpoint.clone()))
+            .await
+    }
+}
+
+/// The Ready reason of every connection in NAMES, once each has one of REASONS.
+async fn decided(w: &World, names: &[String], reasons: &[&str]) -> Vec<String> {
+    eventually(60, "every connection to be decided", || async {
+        let mut found = Vec::new();
+        for n in names {
+            let vc = w.vcs().get(n).await.ok()?;
+            let reason = common::condition(&vc, "Ready")?.reason.clone();
+            if !reasons.contains(&reason.as_str()) {
+                return None;
+            }
+            found.push(reason);
+        }
+        Some(found)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refused_connections_cost_nothing_at_rest_and_a_freed_slot_admits_one() {
+    let Some(c) = Counted::new("refused").await else {
+        return;
+    };
+    let w = &c.w;
+    w.set_tier("free").await; // free = 1
+    let interval = Duration::from_secs(2);
+    let _op = c
+        .operator(Options::new().env("VCO_DRIFT_CHECK_INTERVAL", "2s"))
+        .await;
+    w.one_password("served", "ops_served").await;
+    w.wait_reason("served", "Synced").await;
+    let refused: Vec<String> = (0..8).map(|i| format!("refused{i}")).collect();
+    for n in &refused {
+        w.one_password(n, &format!("ops_{n}")).await;
+    }
+    let reasons = decided(w, &refused, &["TierLimitExceeded"]).await;
+    assert_eq!(reasons.len(), refused.len());
+
+    // At rest, over several drift intervals: not one tier check.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = c.proxy.count("DescribeParameters");
+    tokio::time::sleep(5 * interval).await;
+    let at_rest = c.proxy.count("DescribeParameters") - before;
+    eprintln!(
+        "DescribeParameters at rest over {:?}: {at_rest}",
+        5 * interval
+    );
+    assert_eq!(at_rest, 0, "refused connections poll SSM at rest");
+
+    // The served connection goes: its slot is given to one refused connection.
+    w.delete_and_wait("served").await;
+    eventually(30, "a refused connection to be admitted", || async {
+        let reasons = decided(w, &refused, &["TierLimitExceeded", "Synced"]).await;
+        (reasons.iter().filter(|r| *r == "Synced").count() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reasons = decided(w, &refused, &["TierLimitExceeded", "Synced"]).await;
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "Synced").count(),
+        1,
+        "one slot, one admitted: {reasons:?}"
+    );
+    assert_eq!(w.stored().await, 1, "the namespace holds one parameter");
+
+    // And at rest again, nothing.
+    let before = c.proxy.count("DescribeParameters");
+    tokio::time::sleep(3 * interval).await;
+    assert_eq!(c.proxy.count("DescribeParameters") - before, 0);
+}
