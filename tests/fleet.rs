@@ -1,12 +1,16 @@
 //! A fleet where no tenant can slow another, counted at the SSM proxy: refused connections cost
-//! nothing at rest and wait for a change (a freed slot admits one).
+//! nothing at rest and wait for a change (a freed slot admits one), and a Secret touched without
+//! a change of its data (an annotate loop) costs no decrypting read and no status patch.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::json;
+
 use common::fake_ssm::SsmProxy;
-use common::{Operator, Options, World, eventually};
+use common::{Connection, Credentials, Operator, Options, World, eventually};
 
 /// A world whose operators reach SSM through a counting proxy.
 struct Counted {
@@ -26,6 +30,11 @@ impl Counted {
         self.w
             .operator_with(opts.env("AWS_ENDPOINT_URL_SSM", self.endpoint.clone()))
             .await
+    }
+
+    /// Decrypting reads so far, of any parameter.
+    fn decrypting(&self) -> usize {
+        self.proxy.calls().iter().filter(|c| c.decrypts).count()
     }
 }
 
@@ -97,4 +106,71 @@ async fn refused_connections_cost_nothing_at_rest_and_a_freed_slot_admits_one() 
     let before = c.proxy.count("DescribeParameters");
     tokio::time::sleep(3 * interval).await;
     assert_eq!(c.proxy.count("DescribeParameters") - before, 0);
+}
+
+#[tokio::test]
+async fn touching_a_shared_secret_without_changing_its_data_costs_nothing() {
+    let Some(c) = Counted::new("touch").await else {
+        return;
+    };
+    let w = &c.w;
+    let _op = c
+        .operator(
+            Options::new()
+                .env("VCO_DEFAULT_TIER", "enterprise")
+                .env("VCO_DRIFT_CHECK_INTERVAL", "1h"),
+        )
+        .await;
+    w.apply(Credentials::secret("shared").token("ops_shared0"))
+        .await;
+    let names: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+    for n in &names {
+        w.apply(Connection::onepassword(n).secret("shared")).await;
+    }
+    decided(w, &names, &["Synced"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let versions = |w: &World| {
+        let api = w.vcs();
+        async move {
+            let mut v = BTreeMap::new();
+            for vc in api.list(&Default::default()).await.expect("list").items {
+                v.insert(
+                    vc.metadata.name.clone().unwrap_or_default(),
+                    vc.metadata.resource_version.clone().unwrap_or_default(),
+                );
+            }
+            v
+        }
+    };
+    let (reads0, puts0, statuses0) = (
+        c.decrypting(),
+        c.proxy.count("PutParameter"),
+        versions(w).await,
+    );
+
+    // An annotate loop: three metadata-only changes.
+    for i in 0..3 {
+        w.patch_secret(
+            "shared",
+            json!({"metadata": {"annotations": {"touched": i.to_string()}}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reads = c.decrypting() - reads0;
+    eprintln!("decrypting reads for 3 annotations of a Secret 20 connections share: {reads}");
+    assert_eq!(reads, 0, "no decrypting read for a touch");
+    assert_eq!(c.proxy.count("PutParameter"), puts0, "no write");
+    assert_eq!(versions(w).await, statuses0, "no status patch");
+
+    // A change of the data still reaches every connection.
+    w.rotate("shared", "access_token", "ops_shared1").await;
+    eventually(30, "every connection to be rotated", || async {
+        for n in &names {
+            w.read(n).await.filter(|(_, v)| *v == 2)?;
+        }
+        Some(())
+    })
+    .await;
 }

@@ -19,6 +19,7 @@ mod report;
 mod sweep;
 mod synced;
 mod tier;
+mod touch;
 mod verify;
 mod watches;
 mod write;
@@ -139,6 +140,11 @@ async fn pipeline(
     if let Some(mut parameter) = stored {
         // Valid under today's rules: SSM holds what these credentials render to.
         parameter.policy = Some(ctx.settings.policy.fingerprint());
+        let change = Change::None;
+        return Ok((Outcome::Ready { parameter, change }, None));
+    }
+    // The Secret was touched, not changed: its data renders to what was written last.
+    if let Some(parameter) = touch::untouched(vc, &want, ctx) {
         let change = Change::None;
         return Ok((Outcome::Ready { parameter, change }, None));
     }

@@ -1,0 +1,42 @@
+//! A Secret touched but not changed: any metadata change of a credentials Secret (an annotation,
+//! a label another tool sets) gives it a new resourceVersion, and every connection naming it is
+//! reconciled. When the document its data renders to is the one this process last wrote into the
+//! parameter — the same salted, in-memory digest ([`super::evidence`]), the same key and tier —
+//! and status records that very write, nothing is done: no SSM call and no status patch (status
+//! keeps the Secret version the value was rendered from, which is still true of the value).
+//!
+//! The digest never leaves the process and is not a record of the value anywhere: a restarted
+//! process has none, so after a restart a touched Secret costs one full check per connection.
+
+use super::context::Context;
+use super::desired::{Desired, Recorded, unchanged};
+use crate::api::{ParameterStatus, VaultConnection};
+
+/// The parameter as status records it, when the only input that differs is the Secret's
+/// resourceVersion and its data renders to what this process wrote last.
+pub fn untouched(vc: &VaultConnection, want: &Desired, ctx: &Context) -> Option<ParameterStatus> {
+    let recorded = vc.status.as_ref()?.parameter.as_ref()?;
+    let rendered_from = recorded.secret_resource_version.as_deref()?;
+    // Everything else status records is as it is now: spec generation, key, format, policy and
+    // (with verification on) the verification of these credentials.
+    let Recorded::Same(recorded) = unchanged(
+        vc,
+        &want.name,
+        &want.kms_key_id,
+        rendered_from,
+        ctx.verification.is_some(),
+        &ctx.settings.policy.fingerprint(),
+    ) else {
+        return None;
+    };
+    // What this process wrote (the drift sweep forgets it on any change in SSM), and the write
+    // status records.
+    let known = ctx.evidence.get(&want.name, &want.identity.owner())?;
+    let same = known.digest == want.digest
+        && known.kms_key_id == want.kms_key_id
+        && known.tier == known.tier.max(want.tier)
+        && known.meta.version == recorded.version
+        && known.meta.modified.is_some()
+        && known.meta.modified == recorded.last_modified;
+    same.then_some(recorded)
+}
