@@ -13,6 +13,7 @@ mod context;
 mod desired;
 mod error;
 pub mod evidence;
+mod index;
 pub mod plan;
 mod read;
 mod report;
