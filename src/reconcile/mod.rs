@@ -146,6 +146,7 @@ async fn pipeline(
     }
     // The Secret was touched, not changed: its data renders to what was written last.
     if let Some(parameter) = touch::untouched(vc, &want, ctx) {
+        let parameter = touch::record(vc, ctx, parameter, secret_version);
         let change = Change::None;
         return Ok((Outcome::Ready { parameter, change }, None));
     }

@@ -6,7 +6,17 @@
 //! keeps the Secret version the value was rendered from, which is still true of the value).
 //!
 //! The digest never leaves the process and is not a record of the value anywhere: a restarted
-//! process has none, so after a restart a touched Secret costs one full check per connection.
+//! process has none. So that a restart still reads no Secret and decrypts nothing, status does
+//! record the Secret's new version — but at most once per drift interval per connection: the
+//! first touch is recorded at once, later ones within the interval are not, and one deferred
+//! reconcile at the end of the interval records the latest (an annotate loop costs a connection
+//! one status patch and one Secret read per interval, however fast it runs). A restart inside
+//! that window costs the touched connections one full check each.
+
+use std::time::Instant;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 use super::desired::{Desired, Recorded, unchanged};
@@ -39,4 +49,41 @@ pub fn untouched(vc: &VaultConnection, want: &Desired, ctx: &Context) -> Option<
         && known.meta.modified.is_some()
         && known.meta.modified == recorded.last_modified;
     same.then_some(recorded)
+}
+
+/// The status record of an untouched connection: with the Secret's new version `secret_version`
+/// when no touch was recorded within the drift interval, else as it is (and one reconcile is
+/// scheduled for the end of the interval, to record the latest version then).
+pub fn record(
+    vc: &VaultConnection,
+    ctx: &Context,
+    mut parameter: ParameterStatus,
+    secret_version: Option<String>,
+) -> ParameterStatus {
+    let window = ctx.settings.drift_interval;
+    let now = Instant::now();
+    let deferred = ctx
+        .memos
+        .with(&vc.uid().unwrap_or_default(), |m| match m.touch {
+            Some((at, scheduled)) if now.duration_since(at) < window => {
+                m.touch = Some((at, true));
+                Some((window.saturating_sub(now.duration_since(at)), !scheduled))
+            }
+            _ => {
+                m.touch = Some((now, false));
+                None
+            }
+        });
+    match deferred {
+        None => parameter.secret_resource_version = secret_version,
+        Some((wait, true)) => {
+            let (trigger, again) = (ctx.trigger.clone(), ObjectRef::from_obj(vc));
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = trigger.unbounded_send(again);
+            });
+        }
+        Some((_, false)) => {}
+    }
+    parameter
 }
