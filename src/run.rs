@@ -234,6 +234,7 @@ async fn ssm_client(args: &RunArgs, metrics: Metrics) -> Ssm {
         args.ssm_read_rate,
         metrics,
     )
+    .tiered(args.parameter_tier)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
