@@ -39,8 +39,8 @@ pub use watches::{Shared, run_scope};
 
 use crate::api::{FINALIZER, VaultConnection};
 use crate::backoff;
-use crate::reason::Stage;
-use crate::status::{Change, Failure, Outcome};
+use crate::reason::{Reason, Stage};
+use crate::status::{self, Change, Failure, Outcome};
 use crate::verify::step::Checked;
 use read::Read;
 
@@ -162,8 +162,10 @@ async fn pipeline(
     let outcome = write::sync(ctx, &want, secret_version).await;
     if matches!(outcome, Outcome::Ready { .. }) {
         place.taken(&want.name);
-        if place.admitted() {
-            // A slot was free: a refused sibling may fit too (it is checked after this turn).
+        if place.admitted() && status::ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
+        {
+            // Woken from a refusal by a freed slot: another may be free for the next refused
+            // sibling (checked after this turn). A fresh create wakes nobody (no scan).
             tier::next_refused(
                 ctx,
                 &vc.namespace().unwrap_or_default(),

@@ -25,10 +25,14 @@ use crate::api::{ParameterStatus, VaultConnection};
 /// The parameter as status records it, when the only input that differs is the Secret's
 /// resourceVersion and its data renders to what this process wrote last.
 pub fn untouched(vc: &VaultConnection, want: &Desired, ctx: &Context) -> Option<ParameterStatus> {
+    // With verification on, the provider's answer is recorded per Secret version: a touch is
+    // verified again, as before (the verification step spares SSM the same way).
+    if ctx.verification.is_some() {
+        return None;
+    }
     let recorded = vc.status.as_ref()?.parameter.as_ref()?;
     let rendered_from = recorded.secret_resource_version.as_deref()?;
-    // Everything else status records is as it is now: spec generation, key, format, policy and
-    // (with verification on) the verification of these credentials.
+    // Everything else status records is as it is now: spec generation, key, format, policy.
     let Recorded::Same(recorded) = unchanged(
         vc,
         &want.name,
