@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::document::{DocumentError, check_prefix};
+use crate::document::{DocumentError, TierChoice, check_prefix};
 use crate::ownership::Legacy;
 use crate::settings::{AWS_MANAGED_KEY, Settings};
 use crate::tiers::TierLimits;
@@ -112,6 +112,17 @@ pub struct RunArgs {
     /// Tier of namespaces without a vaultconnections.io/tier label (or with an unknown one).
     #[arg(long, env = "VCO_DEFAULT_TIER", default_value = "team")]
     pub default_tier: String,
+
+    /// SSM parameter tier: standard (Advanced only for a value over 4 KB; at most 10,000
+    /// Standard parameters per account and region), advanced (every parameter, charged), or
+    /// intelligent-tiering (SSM picks: Standard while the value and the account's quota allow).
+    #[arg(
+        long,
+        env = "VCO_PARAMETER_TIER",
+        value_enum,
+        default_value = "standard"
+    )]
+    pub parameter_tier: TierChoice,
 
     /// Log format.
     #[arg(long, env = "VCO_LOG_FORMAT", value_enum, default_value = "json")]
@@ -267,6 +278,7 @@ impl RunArgs {
             tiers: self.tier_limits.clone(),
             default_tier: self.default_tier.clone(),
             drift_interval: self.drift_check_interval,
+            parameter_tier: self.parameter_tier,
         }
     }
 

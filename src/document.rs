@@ -48,6 +48,40 @@ impl Tier {
     }
 }
 
+/// Which tier the operator asks SSM for (`--parameter-tier`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierChoice {
+    /// Standard (free, up to 10,000 per account and region), Advanced only for a value over
+    /// 4 KB.
+    #[default]
+    Standard,
+    /// Advanced for every parameter (charged per parameter and month; up to 100,000).
+    Advanced,
+    /// SSM's Intelligent-Tiering: Standard while the value and the account's Standard quota
+    /// allow, else Advanced (charged once it is Advanced).
+    IntelligentTiering,
+}
+
+impl TierChoice {
+    /// The lowest tier a parameter is brought to (an existing Standard parameter is upgraded
+    /// under `advanced`; no tier is ever lowered).
+    pub fn floor(self) -> Tier {
+        match self {
+            TierChoice::Advanced => Tier::Advanced,
+            TierChoice::Standard | TierChoice::IntelligentTiering => Tier::Standard,
+        }
+    }
+
+    /// The flag's value, as `--parameter-tier` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierChoice::Standard => "standard",
+            TierChoice::Advanced => "advanced",
+            TierChoice::IntelligentTiering => "intelligent-tiering",
+        }
+    }
+}
+
 /// Picks the tier for a value: Standard when it fits, else Advanced; never below `current`
 /// (AWS cannot downgrade an Advanced parameter in place).
 pub fn tier_for(value_len: usize, current: Option<Tier>) -> Result<Tier, DocumentError> {

@@ -255,7 +255,8 @@ async fn ssm_client(args: &RunArgs, metrics: Metrics) -> anyhow::Result<Ssm> {
         args.ssm_write_rate,
         args.ssm_read_rate,
         metrics,
-    ))
+    )
+    .tiered(args.parameter_tier))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

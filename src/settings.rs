@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::document::TierChoice;
 use crate::ownership::Legacy;
 use crate::tiers::TierLimits;
 use crate::validation::Policy;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub default_tier: String,
     /// Interval of the drift check.
     pub drift_interval: Duration,
+    /// The tier the operator asks SSM for.
+    pub parameter_tier: TierChoice,
     /// Cluster-admin rules for specs and credentials (KMS keys, Doppler personal tokens).
     pub policy: Policy,
 }

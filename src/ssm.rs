@@ -14,7 +14,7 @@ use aws_sdk_ssm::types::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::document::Tier;
+use crate::document::{Tier, TierChoice};
 use crate::lease::Fence;
 use crate::metrics::Metrics;
 
@@ -196,6 +196,7 @@ pub struct Ssm {
     reads: Arc<DefaultDirectRateLimiter>,
     metrics: Metrics,
     fence: Fence,
+    choice: TierChoice,
 }
 
 /// SSM tags from a tag map (a tag's builder fails only without key or value, which a map entry
@@ -236,7 +237,14 @@ impl Ssm {
             reads: Arc::new(limiter(read_rate)),
             metrics,
             fence: Fence::open(),
+            choice: TierChoice::default(),
         }
+    }
+
+    /// The same client, asking SSM for tiers as `choice` says (with `intelligent-tiering`,
+    /// every write asks for it and SSM picks).
+    pub fn tiered(self, choice: TierChoice) -> Ssm {
+        Ssm { choice, ..self }
     }
 
     /// The same client, writing and deleting only while `fence` holds: checked right before
@@ -397,7 +405,12 @@ impl Ssm {
             .into_iter()
             .find(|p| p.name.as_deref() == Some(name))
             .map(|p| Description {
-                tier: p.tier.as_ref().and_then(|t| Tier::parse(t.as_str())),
+                // AWS describes the tier Intelligent-Tiering picked; an emulator may echo the
+                // request instead, which holds at least a Standard parameter.
+                tier: p.tier.as_ref().and_then(|t| match t {
+                    ParameterTier::IntelligentTiering => Some(Tier::Standard),
+                    t => Tier::parse(t.as_str()),
+                }),
                 kms_key_id: p.key_id,
             }))
     }
@@ -457,9 +470,10 @@ impl Ssm {
         overwrite: bool,
         tags: Option<Vec<Tag>>,
     ) -> Result<Option<i64>, SsmError> {
-        let tier = match w.tier {
-            Tier::Standard => ParameterTier::Standard,
-            Tier::Advanced => ParameterTier::Advanced,
+        let tier = match (self.choice, w.tier) {
+            (TierChoice::IntelligentTiering, _) => ParameterTier::IntelligentTiering,
+            (_, Tier::Standard) => ParameterTier::Standard,
+            (_, Tier::Advanced) => ParameterTier::Advanced,
         };
         let mut attempt = 0;
         loop {

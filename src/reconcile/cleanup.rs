@@ -98,7 +98,7 @@ pub async fn cleanup(vc: &VaultConnection, ctx: &Context) -> Result<Action, Erro
                     ),
                 )),
                 Removal::Delete => {
-                    tier::slot_freed(ctx, &ns);
+                    tier::slot_freed(ctx, &ns, &me.namespace_uid, &param).await;
                     Some((
                         EventType::Normal,
                         "Deleted",

@@ -33,6 +33,9 @@ pub struct Memo {
     /// The drift sweep saw the version status records, but status (written by a release that
     /// kept no modification times) records no time: the time it saw, for status to keep.
     pub observed: Option<Meta>,
+    /// When status last recorded a new version of a Secret touched without a change of its data
+    /// (see `touch`), and whether a later recording is already scheduled.
+    pub touch: Option<(std::time::Instant, bool)>,
 }
 
 /// The memos of all connections, keyed by uid: one map, forgotten in one call.

@@ -81,7 +81,8 @@ pub fn desired(
         secrecy::ExposeSecret::expose_secret(&value).len(),
         recorded.as_ref().and_then(|p| Tier::parse(&p.tier)),
     )
-    .map_err(|e| Failure::new(Reason::ValueTooLarge, e.to_string()))?;
+    .map_err(|e| Failure::new(Reason::ValueTooLarge, e.to_string()))?
+    .max(settings.parameter_tier.floor());
     let identity = identity(vc, namespace_uid, settings);
     Ok(Desired {
         tags: identity.tags(),

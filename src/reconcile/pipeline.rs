@@ -11,11 +11,11 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::error::Error;
 use super::read::{self, Read};
-use super::{cleanup, desired, report, tier, verify, write};
+use super::{cleanup, desired, report, tier, touch, verify, write};
 use crate::api::{FINALIZER, VaultConnection};
 use crate::backoff;
-use crate::reason::Stage;
-use crate::status::{Change, Failure, Outcome};
+use crate::reason::{Reason, Stage};
+use crate::status::{self, Change, Failure, Outcome};
 use crate::verify::step::Checked;
 
 /// Reconciles one VaultConnection: the entry point the controller calls.
@@ -116,6 +116,12 @@ async fn pipeline(
         let change = Change::None;
         return Ok((Outcome::Ready { parameter, change }, None));
     }
+    // The Secret was touched, not changed: its data renders to what was written last.
+    if let Some(parameter) = touch::untouched(vc, &want, ctx) {
+        let parameter = touch::record(vc, ctx, parameter, want.secret_version.clone());
+        let change = Change::None;
+        return Ok((Outcome::Ready { parameter, change }, None));
+    }
     // A new connection's turn of tier admission is held until its write is done.
     let mut place = match tier::place(vc, &want.identity.namespace_uid, &want.name, ctx).await {
         Err(failure) => return stop(failure),
@@ -128,6 +134,16 @@ async fn pipeline(
     let outcome = write::sync(ctx, &want).await;
     if matches!(outcome, Outcome::Ready { .. }) {
         place.taken(&want.name);
+        if place.admitted() && status::ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
+        {
+            // Woken from a refusal by a freed slot: another may be free for the next refused
+            // sibling (checked after this turn). A fresh create wakes nobody (no scan).
+            tier::next_refused(
+                ctx,
+                &vc.namespace().unwrap_or_default(),
+                vc.uid().as_deref(),
+            );
+        }
     }
     Ok((outcome, checked))
 }

@@ -125,6 +125,9 @@ pub fn requeue(
                 Duration::from_secs(120),
             ))
         }
+        // Refused for the tier: no timer. A freed slot in the namespace (a sibling's parameter
+        // deleted), a change of the tier label, of the connection or of its Secret re-checks it.
+        Outcome::NotReady(f) if f.reason == Reason::TierLimitExceeded => Action::await_change(),
         // SSM problems that need a change elsewhere (IAM, KMS, tags): retry slowly.
         Outcome::NotReady(f) if f.stage() == Stage::Synced => {
             let n = ctx.failed(&uid);

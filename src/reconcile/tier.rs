@@ -27,9 +27,13 @@ use crate::tiers::admits;
 /// (the listing is eventually consistent).
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// Names admitted a moment ago in one namespace, and the turn of admission there.
+/// Names admitted a moment ago in one namespace, names deleted a moment ago there, and the turn
+/// of admission there.
 #[derive(Debug, Default)]
-pub struct Recent(Vec<(String, Instant)>);
+pub struct Recent {
+    taken: Vec<(String, Instant)>,
+    gone: Vec<(String, Instant)>,
+}
 
 /// The turns of admission, one per namespace (by uid) that has admitted anything.
 #[derive(Debug, Default)]
@@ -57,11 +61,17 @@ pub enum Place {
 }
 
 impl Place {
+    /// Whether it was admitted (not already holding a slot).
+    pub fn admitted(&self) -> bool {
+        matches!(self, Place::Admitted(_))
+    }
+
     /// Its write of `parameter` succeeded: the parameter counts as held from now on, even
     /// before SSM's listing shows it.
     pub fn taken(&mut self, parameter: &str) {
         if let Place::Admitted(turn) = self {
-            turn.0.push((parameter.to_owned(), Instant::now()));
+            turn.gone.retain(|(name, _)| name != parameter);
+            turn.taken.push((parameter.to_owned(), Instant::now()));
         }
     }
 }
@@ -101,9 +111,14 @@ pub async fn place(
         .names_under(path, (NAMESPACE_UID_TAG, namespace_uid))
         .await?;
     // Once the listing shows a name it needs no remembering (and once deleted it must not be).
-    turn.0
+    turn.taken
         .retain(|(name, at)| at.elapsed() < SETTLE && !held.contains(name));
-    held.extend(turn.0.iter().map(|(name, _)| name.clone()));
+    // A name this process deleted a moment ago is free even while the listing still shows it:
+    // the refused connection woken by the delete is checked once, and must not be refused by a
+    // stale listing (nothing would wake it again).
+    turn.gone.retain(|(_, at)| at.elapsed() < SETTLE);
+    held.retain(|name| !turn.gone.iter().any(|(gone, _)| gone == name));
+    held.extend(turn.taken.iter().map(|(name, _)| name.clone()));
     if held.contains(parameter) {
         return Ok(Place::Kept);
     }
@@ -126,15 +141,31 @@ pub async fn place(
     ))
 }
 
-/// A slot freed in `ns` (a parameter there was deleted): the oldest connection refused for the
-/// tier is checked again — one, not every refused sibling, so a delete costs one reconcile.
-pub fn slot_freed(ctx: &Context, ns: &str) {
+/// A slot freed in `ns` (its parameter `parameter` was deleted by this process): the name counts
+/// as free from now on, and the oldest connection refused for the tier is checked again — one,
+/// not every refused sibling, so a delete costs one reconcile. If it is admitted, it wakes the
+/// next one in turn ([`next_refused`]), so several freed slots are all filled.
+pub async fn slot_freed(ctx: &Context, ns: &str, namespace_uid: &str, parameter: &str) {
+    ctx.admissions
+        .turn(namespace_uid)
+        .await
+        .gone
+        .push((parameter.to_owned(), Instant::now()));
+    next_refused(ctx, ns, None);
+}
+
+/// Asks for a check of the oldest connection in `ns` refused for the tier (other than `admitted`,
+/// the one just admitted, whose cached status may still say refused). Refused connections are
+/// never checked on a timer: they wait for this, or for a change of their own, of their Secret
+/// or of their namespace's tier label.
+pub fn next_refused(ctx: &Context, ns: &str, admitted: Option<&str>) {
     let state = ctx.store.state();
     let oldest = state
         .iter()
         .filter(|vc| {
             vc.namespace().as_deref() == Some(ns)
                 && vc.metadata.deletion_timestamp.is_none()
+                && (admitted.is_none() || vc.metadata.uid.as_deref() != admitted)
                 && ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
         })
         .min_by_key(|vc| (vc.metadata.creation_timestamp.clone(), vc.name_any()));

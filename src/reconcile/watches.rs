@@ -4,17 +4,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::budget::Budget;
 use super::context::{Caches, Context, Filled};
+use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
 use super::sweep;
 use crate::api::{
@@ -141,6 +142,8 @@ pub fn run_scope(
     // padded objects. Lists come in small pages for the same reason.
     let filled = Filled::default();
     let (store, writer) = reflector::store();
+    let index = BySecret::default();
+    let indexed = index.clone();
     let connections = filled
         .connections
         .track(
@@ -149,6 +152,7 @@ pub fn run_scope(
                 watcher::Config::default().page_size(LIST_PAGE_SIZE),
             )
             .modify(slim)
+            .inspect_ok(move |event| indexed.observe(event))
             .reflect(writer),
         )
         .applied_objects();
@@ -159,7 +163,6 @@ pub fn run_scope(
     // and the cache of their resourceVersions is what lets a reconcile at rest skip reading the
     // Secret.
     let (secrets, secret_writer) = reflector::store();
-    let by_secret = store.clone();
     let secret_events = filled
         .secrets
         .track(
@@ -175,12 +178,11 @@ pub fn run_scope(
             })
             .reflect(secret_writer),
         )
-        .touched_objects();
+        .touched_objects()
+        // A relist replays every Secret with the resourceVersion already seen: no news.
+        .predicate_filter(predicates::resource_version, Default::default());
     controller = controller.watches_stream(secret_events, move |secret| {
-        let (ns, name) = (secret.namespace(), secret.name_any());
-        select(&by_secret, |vc| {
-            vc.namespace() == ns && vc.spec.credentials_secret_ref.name == name
-        })
+        index.naming(&secret.namespace().unwrap_or_default(), &secret.name_any())
     });
     watches += 1;
 
