@@ -22,36 +22,31 @@ use common::{Connection, Credentials, Options, World, condition, eventually, uni
 /// The account the central role lives in (moto's default account is 123456789012).
 const CENTRAL: &str = "222222222222";
 
-/// `http://127.0.0.1:PORT` as `http://NAME.proxied.test:PORT`, with SCHEME.
-fn behind_proxy(url: &str, scheme: &str, name: &str) -> String {
-    let port = url
-        .rsplit(':')
-        .next()
-        .expect("a port")
-        .trim_end_matches('/');
-    format!("{scheme}://{name}.{DOMAIN}:{port}")
-}
-
-/// Operator settings: every proxy variable set, the API server (loopback) exempt.
-fn proxied(proxy: &EgressProxy, ssm_endpoint: &str) -> Options {
+/// Operator settings: every proxy variable set, the API server exempt by its host in
+/// `NO_PROXY`, SSM reachable only through the proxy.
+fn proxied(w: &World, proxy: &EgressProxy) -> Options {
+    let (api_host, _) = api_server(w);
     Options::new()
         .env("HTTPS_PROXY", &proxy.url)
         .env("HTTP_PROXY", &proxy.url)
-        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("NO_PROXY", format!("{api_host},localhost"))
         .env("SSL_CERT_FILE", proxy.ca.display().to_string())
         .env(
             "AWS_ENDPOINT_URL_SSM",
-            behind_proxy(ssm_endpoint, "http", "ssm"),
+            proxy.expose(&w.env.ssm_endpoint, "http", "ssm"),
         )
 }
 
-fn api_server_port(w: &World) -> String {
+/// The API server's host and port, from the kubeconfig.
+fn api_server(w: &World) -> (String, String) {
     let kubeconfig = std::fs::read_to_string(&w.env.kubeconfig).expect("kubeconfig");
     let server = kubeconfig
         .lines()
         .find_map(|l| l.trim().strip_prefix("server: "))
         .expect("a server");
-    server.rsplit(':').next().expect("port").to_owned()
+    let authority = server.trim_start_matches("https://");
+    let (host, port) = authority.rsplit_once(':').expect("a port");
+    (host.to_owned(), port.to_owned())
 }
 
 fn proxy_dir() -> std::path::PathBuf {
@@ -70,11 +65,11 @@ async fn ssm_and_verification_go_through_the_proxy_and_the_api_server_does_not()
     fakes
         .doppler
         .add_doppler_token("dp.st.prd.proxied", "backend", "prd");
-    let opts = proxied(&proxy, &w.env.ssm_endpoint)
+    let opts = proxied(&w, &proxy)
         .env("VCO_VERIFY_CREDENTIALS", "true")
         .env(
             "VCO_VERIFY_DOPPLER_URL",
-            behind_proxy(&fakes.doppler.url, "https", "doppler"),
+            proxy.expose(&fakes.doppler.url, "https", "doppler"),
         )
         .env("VCO_VERIFY_INFISICAL_URL", "https://app.infisical.com")
         .env("VCO_VERIFY_TIMEOUT", "5s");
@@ -107,7 +102,7 @@ async fn ssm_and_verification_go_through_the_proxy_and_the_api_server_does_not()
         proxy.count("PutParameter") >= 1,
         "SSM writes go through the proxy: {seen:?}"
     );
-    let api = api_server_port(&w);
+    let (_, api) = api_server(&w);
     let to_api: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.authority.ends_with(&format!(":{api}")))
@@ -153,10 +148,10 @@ async fn a_role_in_another_account_is_assumed_for_ssm_with_its_external_id_and_r
     };
     let proxy = EgressProxy::start(&proxy_dir()).await;
     let role = format!("arn:aws:iam::{CENTRAL}:role/vco-central");
-    let opts = proxied(&proxy, &w.env.ssm_endpoint)
+    let opts = proxied(&w, &proxy)
         .env(
             "AWS_ENDPOINT_URL_STS",
-            behind_proxy(&w.env.ssm_endpoint, "http", "sts"),
+            proxy.expose(&w.env.ssm_endpoint, "http", "sts"),
         )
         .env("VCO_SSM_ROLE_ARN", &role)
         .env("VCO_SSM_EXTERNAL_ID", "vco-ext-7c1f")

@@ -1,8 +1,8 @@
 //! A mandatory egress proxy on loopback, as a corporate network has one: it serves `CONNECT`
 //! tunnels and absolute-form HTTP requests, and records each one (the destination, and for AWS's
 //! HTTP APIs the operation and its form parameters). Names under [`DOMAIN`] resolve nowhere but
-//! here: the proxy sends `NAME.proxied.test:PORT` to `127.0.0.1:PORT`, so a client that bypasses
-//! the proxy cannot reach them at all. Tunnels to such names are TLS-inspected the way such
+//! here: [`EgressProxy::expose`] gives a service a name `NAME.proxied.test:PORT` that the proxy
+//! sends to the service's real host, so a client that bypasses the proxy cannot reach it at all. Tunnels to such names are TLS-inspected the way such
 //! proxies do it: the proxy presents a certificate for `*.proxied.test` from its own CA (trusted
 //! by the client through `SSL_CERT_FILE`) and passes the decrypted stream on.
 
@@ -45,9 +45,30 @@ pub struct EgressProxy {
     /// The CA file a client trusts the inspected tunnels with (`SSL_CERT_FILE`).
     pub ca: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
+    hosts: Hosts,
 }
 
+/// Real host of each exposed name.
+type Hosts = Arc<Mutex<BTreeMap<String, String>>>;
+
 impl EgressProxy {
+    /// `SCHEME://NAME.proxied.test:PORT` for the service at URL (`http://HOST:PORT`): reachable
+    /// only through this proxy, which sends it to HOST:PORT.
+    pub fn expose(&self, url: &str, scheme: &str, name: &str) -> String {
+        let authority = url
+            .split("://")
+            .nth(1)
+            .expect("an absolute URL")
+            .trim_end_matches('/');
+        let (host, port) = authority.rsplit_once(':').expect("a port");
+        let exposed = format!("{name}.{DOMAIN}");
+        self.hosts
+            .lock()
+            .unwrap()
+            .insert(exposed.clone(), host.to_owned());
+        format!("{scheme}://{exposed}:{port}")
+    }
+
     /// Starts the proxy, its CA and certificate made with openssl in DIR.
     pub async fn start(dir: &Path) -> EgressProxy {
         let tls = TlsAcceptor::from(Arc::new(server_config(dir)));
@@ -56,16 +77,20 @@ impl EgressProxy {
         let listener = TcpListener::bind("127.0.0.2:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let hosts: Hosts = Arc::default();
         let proxy = EgressProxy {
             url,
             ca: dir.join("ca.crt"),
             seen: seen.clone(),
+            hosts: hosts.clone(),
         };
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, tls) = (seen.clone(), tls.clone());
+                let (seen, tls, hosts) = (seen.clone(), tls.clone(), hosts.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, seen.clone(), tls.clone()));
+                    let service = service_fn(move |req| {
+                        handle(req, seen.clone(), tls.clone(), hosts.clone())
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -90,11 +115,14 @@ impl EgressProxy {
     }
 }
 
-/// `NAME.proxied.test:PORT` → `127.0.0.1:PORT`; any other authority unchanged.
-fn upstream(authority: &str) -> String {
+/// An exposed `NAME.proxied.test:PORT` → its real `HOST:PORT`; any other authority unchanged.
+fn upstream(authority: &str, hosts: &Hosts) -> String {
     match authority.rsplit_once(':') {
-        Some((host, port)) if host.ends_with(DOMAIN) => format!("127.0.0.1:{port}"),
-        _ => authority.to_owned(),
+        Some((name, port)) => match hosts.lock().unwrap().get(name) {
+            Some(host) => format!("{host}:{port}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     }
 }
 
@@ -114,6 +142,7 @@ async fn handle(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
     tls: TlsAcceptor,
+    hosts: Hosts,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     if req.method() == Method::CONNECT {
         let authority = req
@@ -131,7 +160,7 @@ async fn handle(
             let Ok(client) = hyper::upgrade::on(req).await else {
                 return;
             };
-            let Ok(mut server) = TcpStream::connect(upstream(&authority)).await else {
+            let Ok(mut server) = TcpStream::connect(upstream(&authority, &hosts)).await else {
                 return;
             };
             let mut client = TokioIo::new(client);
@@ -145,13 +174,14 @@ async fn handle(
         });
         return Ok(reply(StatusCode::OK));
     }
-    forward(req, seen).await
+    forward(req, seen, hosts).await
 }
 
 /// An absolute-form request (`POST http://host:port/path`), passed on in origin form.
 async fn forward(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    hosts: Hosts,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
         return Ok(reply(StatusCode::BAD_REQUEST));
@@ -175,7 +205,7 @@ async fn forward(
         action: target.or_else(|| form.get("Action").cloned()),
         form,
     });
-    let Ok(stream) = TcpStream::connect(upstream(&authority)).await else {
+    let Ok(stream) = TcpStream::connect(upstream(&authority, &hosts)).await else {
         return Ok(reply(StatusCode::BAD_GATEWAY));
     };
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
