@@ -11,10 +11,10 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::admissions::Admissions;
 use super::budget::Budget;
 use super::evidence::Evidence;
 use super::synced::Synced;
-use super::tier::Admissions;
 use crate::api::VaultConnection;
 use crate::metrics::Metrics;
 pub use crate::ownership::MANAGED_BY;

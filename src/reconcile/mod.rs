@@ -8,6 +8,7 @@
 //! deleted connection goes through [`cleanup`] instead. This file is the driver; [`watches`]
 //! wires it to the cluster.
 
+mod admissions;
 mod at_rest;
 mod budget;
 mod cleanup;

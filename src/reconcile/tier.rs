@@ -1,4 +1,4 @@
-//! Tier admission: a namespace's tier bounds the SSM parameters it holds — every parameter under
+//! Step 3, admit: a namespace's tier bounds the SSM parameters it holds — every parameter under
 //! its path tagged with its namespace uid, so retained parameters and those left behind by a
 //! finalizer removed by hand count too, while those an earlier namespace of the same name left
 //! do not (they count for the account's quota only). A connection whose parameter exists keeps
@@ -8,14 +8,13 @@
 //! one namespace take turns, and the parameters admitted a moment ago count even before SSM's
 //! listing shows them, so two connections can never both take the last slot.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::OwnedMutexGuard;
 
+use super::admissions::Recent;
 use super::context::Context;
 use crate::api::{TIER_LABEL, VaultConnection};
 use crate::ownership::NAMESPACE_UID_TAG;
@@ -26,31 +25,6 @@ use crate::tiers::admits;
 /// How long a parameter this process admitted counts as held without SSM's listing showing it
 /// (the listing is eventually consistent).
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// Names admitted a moment ago in one namespace, names deleted a moment ago there, and the turn
-/// of admission there.
-#[derive(Debug, Default)]
-pub struct Recent {
-    taken: Vec<(String, Instant)>,
-    gone: Vec<(String, Instant)>,
-}
-
-/// The turns of admission, one per namespace (by uid) that has admitted anything.
-#[derive(Debug, Default)]
-pub struct Admissions(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Recent>>>>);
-
-impl Admissions {
-    async fn turn(&self, ns: &str) -> OwnedMutexGuard<Recent> {
-        let lock = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(ns.to_owned())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
-    }
-}
 
 /// A connection's place under its namespace's tier.
 pub enum Place {
