@@ -17,6 +17,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use super::fake_ssm::forward;
 use super::repo;
 
 /// The Pod Identity agent's address, and IMDS's, on the node's link-local network.
@@ -261,32 +262,6 @@ fn replace_element(xml: &str, name: &str, value: &str) -> String {
 fn rfc3339(t: SystemTime) -> String {
     let ts = jiff::Timestamp::try_from(t).expect("a timestamp");
     ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-async fn forward(
-    upstream: &str,
-    parts: hyper::http::request::Parts,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
-    let host = upstream.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&host)
-        .await
-        .expect("moto reachable");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake with moto");
-    tokio::spawn(conn);
-    let mut req = Request::from_parts(parts, Full::new(body));
-    req.headers_mut()
-        .insert("host", host.parse().expect("a host header"));
-    let response = sender.send_request(req).await.expect("moto answers");
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    Response::from_parts(parts, Full::new(body))
 }
 
 /// Helm values for the image on the node with NO keys: the identity comes from EKS's injection

@@ -260,7 +260,8 @@ impl SsmProxy {
     }
 }
 
-async fn forward(
+/// Passes a request on to the emulator at UPSTREAM (`http://host:port`) and reads its answer.
+pub async fn forward(
     upstream: &str,
     parts: hyper::http::request::Parts,
     body: Bytes,
