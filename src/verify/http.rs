@@ -208,14 +208,6 @@ impl Http {
     /// system has no root certificates. The egress proxy settings are read from the
     /// environment here, once.
     pub fn new(timeout: Duration, allow_insecure_loopback: bool) -> Result<Http, String> {
-        Http::with_proxies(timeout, allow_insecure_loopback, Matcher::from_env())
-    }
-
-    fn with_proxies(
-        timeout: Duration,
-        allow_insecure_loopback: bool,
-        proxies: Matcher,
-    ) -> Result<Http, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false); // the TLS layer below decides http vs https per request
         http.set_connect_timeout(Some(timeout));
@@ -231,7 +223,7 @@ impl Http {
         .enable_http1()
         .wrap_connector(Egress {
             direct: http,
-            proxies: Arc::new(proxies),
+            proxies: Arc::new(Matcher::from_env()),
         });
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Http { client, timeout })
