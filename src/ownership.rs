@@ -187,11 +187,10 @@ pub fn removal(tags: Option<&Tags>, me: &Identity, how: Takeover) -> Removal {
     }
 }
 
+/// One connection's identity for unit tests: `team-a/db` of cluster `prod`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn me() -> Identity {
+impl Identity {
+    pub(crate) fn example() -> Identity {
         Identity {
             cluster: "prod".into(),
             cluster_id: "id-prod".into(),
@@ -201,6 +200,15 @@ mod tests {
             uid: "u-2".into(),
             vault_type: "doppler".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Identity {
+        Identity::example()
     }
 
     const REFUSE: Takeover = Takeover::NONE;

@@ -177,15 +177,7 @@ mod tests {
     const KEY: &str = "alias/aws/ssm";
 
     fn identity() -> Identity {
-        Identity {
-            cluster: "prod".into(),
-            cluster_id: "id-prod".into(),
-            namespace: "team-a".into(),
-            namespace_uid: "ns-2".into(),
-            name: "db".into(),
-            uid: "u-2".into(),
-            vault_type: "doppler".into(),
-        }
+        Identity::example()
     }
 
     fn want(e: &Evidence, tier: Tier, recorded: bool) -> Desired {
