@@ -12,6 +12,7 @@ pub mod aws;
 pub mod backoff;
 pub mod config;
 pub mod document;
+pub mod fair;
 pub mod lease;
 pub mod manifests;
 pub mod metrics;

@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ssm,
         settings,
         metrics: metrics.clone(),
-        concurrency: args.concurrency,
+        workers: crate::fair::slots(usize::from(args.concurrency)),
         verification,
         deletions: Arc::new(Budget::new(args.max_deletions, args.deletion_window)),
     };

@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::document::{Tier, TierChoice};
+use crate::fair::{self, Turns};
 use crate::lease::Fence;
 use crate::metrics::Metrics;
 
@@ -192,8 +193,10 @@ pub const VERSIONS_PER_CALL: usize = 10;
 #[derive(Clone)]
 pub struct Ssm {
     client: aws_sdk_ssm::Client,
-    writes: Arc<DefaultDirectRateLimiter>,
-    reads: Arc<DefaultDirectRateLimiter>,
+    /// PutParameter call slots, shared fairly between namespaces.
+    writes: Turns<()>,
+    /// Read call slots, shared fairly between namespaces.
+    reads: Turns<()>,
     metrics: Metrics,
     fence: Fence,
     choice: TierChoice,
@@ -233,8 +236,8 @@ impl Ssm {
     ) -> Ssm {
         Ssm {
             client,
-            writes: Arc::new(limiter(write_rate)),
-            reads: Arc::new(limiter(read_rate)),
+            writes: fair::rate(Arc::new(limiter(write_rate))),
+            reads: fair::rate(Arc::new(limiter(read_rate))),
             metrics,
             fence: Fence::open(),
             choice: TierChoice::default(),
@@ -251,6 +254,17 @@ impl Ssm {
     /// each call, so a replica that lost the leader Lease starts no write or delete.
     pub fn fenced(self, fence: Fence) -> Ssm {
         Ssm { fence, ..self }
+    }
+
+    /// Waits for a read slot in the turn of the calling reconcile's namespace.
+    async fn read_turn(&self) {
+        // `None` only without a dispatcher, which lives as long as this client.
+        let _ = self.reads.turn(&fair::tenant()).await;
+    }
+
+    /// Waits for a write slot in the turn of the calling reconcile's namespace.
+    async fn write_turn(&self) {
+        let _ = self.writes.turn(&fair::tenant()).await;
     }
 
     fn may_write(&self, op: &'static str) -> Result<(), SsmError> {
@@ -283,7 +297,7 @@ impl Ssm {
     /// Reads a parameter's value, decrypted; `None` when it does not exist. The only decrypting
     /// call: the writer makes it only for a parameter its tags prove ours, on the desired key.
     pub async fn decrypt(&self, name: &str) -> Result<Option<SecretString>, SsmError> {
-        self.reads.until_ready().await;
+        self.read_turn().await;
         let result = self
             .client
             .get_parameter()
@@ -305,7 +319,7 @@ impl Ssm {
     /// time — in one `GetParameters` call, without decryption (no KMS call, and the encrypted
     /// values are dropped unread). A name missing from the answer does not exist.
     pub async fn metadata(&self, names: &[String]) -> Result<BTreeMap<String, Meta>, SsmError> {
-        self.reads.until_ready().await;
+        self.read_turn().await;
         let result = self
             .client
             .get_parameters()
@@ -354,7 +368,7 @@ impl Ssm {
         let mut names = BTreeSet::new();
         let mut token: Option<String> = None;
         loop {
-            self.reads.until_ready().await;
+            self.read_turn().await;
             let result = self
                 .client
                 .describe_parameters()
@@ -390,7 +404,7 @@ impl Ssm {
                 op: "DescribeParameters",
                 code: "RequestConstruction".into(),
             })?;
-        self.reads.until_ready().await;
+        self.read_turn().await;
         let result = self
             .client
             .describe_parameters()
@@ -417,7 +431,7 @@ impl Ssm {
 
     /// Reads a parameter's tags; `None` when it does not exist.
     pub async fn tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, SsmError> {
-        self.reads.until_ready().await;
+        self.read_turn().await;
         let result = self
             .client
             .list_tags_for_resource()
@@ -477,7 +491,7 @@ impl Ssm {
         };
         let mut attempt = 0;
         loop {
-            self.writes.until_ready().await;
+            self.write_turn().await;
             self.may_write("PutParameter")?;
             let result = self
                 .client

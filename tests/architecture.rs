@@ -366,8 +366,9 @@ fn module_of(file: &str) -> String {
 
 /// The shell: modules that do I/O or hold the process's state (clients, caches, flags, tasks).
 /// The core imports none of them.
-const SHELL: [&str; 21] = [
+const SHELL: [&str; 22] = [
     "config",
+    "fair",
     "run",
     "lease",
     "metrics",

@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::admissions::Admissions;
 use super::budget::Budget;
+use super::echoes::Echoes;
 use super::evidence::Evidence;
 use super::synced::Synced;
 use crate::api::VaultConnection;
@@ -114,6 +115,17 @@ impl Filled {
     }
 }
 
+/// The workers, handed out round-robin between namespaces; a reconcile holds one for its run.
+pub type Workers = crate::fair::Turns<tokio::sync::OwnedSemaphorePermit>;
+
+/// What the reconciles of every scope of one process take turns at.
+pub struct Shares {
+    /// The budget of parameter deletions.
+    pub deletions: Arc<Budget>,
+    /// The workers.
+    pub workers: Workers,
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// Kubernetes client.
@@ -146,6 +158,10 @@ pub struct Context {
     pub verification: Option<Arc<Verification>>,
     /// The budget of parameter deletions (shared by every scope of the process).
     pub deletions: Arc<Budget>,
+    /// The workers (shared by every scope of the process).
+    pub workers: Workers,
+    /// This process's status writes whose echo the watch has not brought back yet.
+    pub echoes: Echoes,
 }
 
 impl Context {
@@ -157,8 +173,9 @@ impl Context {
         metrics: Metrics,
         caches: Caches,
         trigger: UnboundedSender<ObjectRef<VaultConnection>>,
-        deletions: Arc<Budget>,
+        shares: Shares,
     ) -> Context {
+        let Shares { deletions, workers } = shares;
         let Caches {
             store,
             secrets,
@@ -188,7 +205,15 @@ impl Context {
             trigger,
             verification: None,
             deletions,
+            workers,
+            echoes: Echoes::default(),
         }
+    }
+
+    /// Shares `echoes` with the watch of connections, which drops the echoes of status writes.
+    pub fn with_echoes(mut self, echoes: Echoes) -> Context {
+        self.echoes = echoes;
+        self
     }
 
     /// Turns credential verification on (or leaves it off with `None`).
@@ -257,6 +282,7 @@ impl Context {
         self.evidence.retain(|name| names.contains(name));
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
+        self.echoes.retain(|uid| alive.contains(uid));
         if let Some(verification) = &self.verification {
             verification.retain(|uid| alive.contains(uid));
         }

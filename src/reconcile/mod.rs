@@ -14,6 +14,7 @@ mod budget;
 mod cleanup;
 mod context;
 mod desired;
+mod echoes;
 mod error;
 pub mod evidence;
 mod index;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
@@ -14,14 +15,30 @@ use super::read::{self, Read};
 use super::{cleanup, desired, report, tier, touch, verify, write};
 use crate::api::{FINALIZER, VaultConnection};
 use crate::backoff;
+use crate::fair;
 use crate::reason::{Reason, Stage};
 use crate::status::{self, Change, Failure, Outcome};
 use crate::verify::step::Checked;
 
-/// Reconciles one VaultConnection: the entry point the controller calls.
+/// Reconciles one VaultConnection: the entry point the controller calls. It waits for a worker
+/// in its namespace's turn, then runs with the namespace as the tenant of its SSM calls (see
+/// [`crate::fair`]).
 pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
     let ns = vc.namespace().ok_or(Error::NoNamespace)?;
+    let _worker = ctx.workers.turn(&ns).await;
+    // The wait can be long behind other namespaces: the freshest copy the cache holds.
+    let vc = ctx.store.get(&ObjectRef::from_obj(&*vc)).unwrap_or(vc);
+    // Boxed, so that the many reconciles waiting for a worker each hold only a small future.
+    let tenant: Arc<str> = Arc::from(ns.as_str());
+    fair::as_tenant(tenant, Box::pin(reconcile_now(vc, ctx, ns))).await
+}
+
+async fn reconcile_now(
+    vc: Arc<VaultConnection>,
+    ctx: Arc<Context>,
+    ns: String,
+) -> Result<Action, Error> {
+    let start = Instant::now();
     let api: Api<VaultConnection> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, vc, |event| async {
         match event {
@@ -38,7 +55,9 @@ pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Ac
     if let Err(Error::Finalizer(e)) = &result
         && stale_cache(e)
     {
-        return Ok(Action::await_change());
+        // Soon, from the cache the newer object will have reached (its event may be the echo
+        // of our own status write, which wakes nobody).
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     if let Err(e) = &result {
         ctx.metrics
@@ -50,7 +69,7 @@ pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Ac
 /// Whether the finalizer patch was refused because the cached object is older than the one
 /// stored: the patch tests the cached finalizer list, so when a reconcile runs before the watch
 /// has delivered our own previous write, the API server answers 422 (test failed) or 409. That
-/// is not a failure: the newer object is on its way, and its event reconciles again.
+/// is not a failure: the newer object is on its way, and a retry a second later reads it.
 fn stale_cache(e: &kube::runtime::finalizer::Error<Error>) -> bool {
     use kube::runtime::finalizer::Error as F;
     matches!(

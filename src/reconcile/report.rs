@@ -41,15 +41,18 @@ pub async fn status(
     let api: Api<VaultConnection> =
         Api::namespaced(ctx.client.clone(), &vc.namespace().unwrap_or_default());
     let patch = serde_json::json!({ "status": next });
-    api.patch_status(
-        &vc.name_any(),
-        &PatchParams {
-            field_manager: Some(MANAGED_BY.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &vc.name_any(),
+            &PatchParams {
+                field_manager: Some(MANAGED_BY.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    // Its echo on the watch wakes nobody: this reconcile already acted on everything in it.
+    ctx.echoes.wrote(&written);
     publish(vc, event_for(vc, outcome), ctx).await;
     Ok(())
 }

@@ -14,7 +14,8 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::budget::Budget;
-use super::context::{Caches, Context, Filled};
+use super::echoes::Echoes;
+use super::context::{Caches, Context, Filled, Shares, Workers};
 use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
 use super::sweep;
@@ -39,8 +40,9 @@ pub struct Shared {
     pub settings: Settings,
     /// Metrics.
     pub metrics: Metrics,
-    /// Connections reconciled at once.
-    pub concurrency: u16,
+    /// The workers (connections reconciled at once), shared fairly between namespaces by every
+    /// scope of the process.
+    pub workers: Workers,
     /// Credential verification, when on.
     pub verification: Option<Arc<Verification>>,
     /// The budget of parameter deletions, shared by every scope.
@@ -133,7 +135,7 @@ pub fn run_scope(
         ssm,
         settings,
         metrics,
-        concurrency,
+        workers,
         verification,
         deletions,
     } = shared;
@@ -143,6 +145,7 @@ pub fn run_scope(
     let filled = Filled::default();
     let (store, writer) = reflector::store();
     let index = BySecret::default();
+    let echoes = Echoes::default();
     let indexed = index.clone();
     let connections = filled
         .connections
@@ -155,7 +158,12 @@ pub fn run_scope(
             .inspect_ok(move |event| indexed.observe(event))
             .reflect(writer),
         )
-        .applied_objects();
+        .applied_objects()
+        // The echo of our own status write changes nothing the reconcile did not know.
+        .try_filter({
+            let echoes = echoes.clone();
+            move |vc| std::future::ready(!echoes.is_echo(vc))
+        });
     let mut controller = Controller::for_stream(connections, store.clone());
     let mut watches = 1; // the VaultConnections themselves
 
@@ -233,15 +241,18 @@ pub fn run_scope(
                 filled,
             },
             trigger,
-            deletions,
+            Shares { deletions, workers },
         )
-        .with_verification(verification),
+        .with_verification(verification)
+        .with_echoes(echoes),
     );
 
     let sweeper = sweep::run(ctx.clone());
     let controller = controller
         .trigger_backoff(backoff::WatchBackoff::new(watches))
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        // No limit here: each reconcile waits for a worker in its namespace's turn instead
+        // (`Workers`), so one namespace's burst cannot hold every worker.
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
