@@ -64,6 +64,11 @@ struct DriftLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: &'static str,
     check: &'static str,
@@ -92,6 +97,7 @@ struct Inner {
     registry: Registry,
     ssm_calls: Family<SsmLabels, Counter>,
     drift_checked: Family<DriftLabels, Counter>,
+    cache_relists: Family<CacheLabels, Counter>,
     provider_requests: Family<ProviderLabels, Counter>,
     reconciles: Family<ReasonLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
@@ -124,6 +130,13 @@ impl Metrics {
             "Parameters the drift sweep compared with the operator's last write (version and \
              modification time), by result (unchanged, changed, missing)",
             drift_checked.clone(),
+        );
+        let cache_relists = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_relists",
+            "Complete lists a cache took again after its watch lost its place (an API server \
+             restart, 410 Gone), merged into the cache in place, by cache",
+            cache_relists.clone(),
         );
         let provider_requests = Family::<ProviderLabels, Counter>::default();
         registry.register(
@@ -174,6 +187,7 @@ impl Metrics {
                 registry,
                 ssm_calls,
                 drift_checked,
+                cache_relists,
                 provider_requests,
                 reconciles,
                 reconcile_errors,
@@ -199,6 +213,14 @@ impl Metrics {
         self.inner
             .drift_checked
             .get_or_create(&DriftLabels { result })
+            .inc();
+    }
+
+    /// Counts one relist of `cache` (`connections`, `secrets`, `namespaces`) after its first.
+    pub fn cache_relisted(&self, cache: &'static str) {
+        self.inner
+            .cache_relists
+            .get_or_create(&CacheLabels { cache })
             .inc();
     }
 

@@ -21,6 +21,7 @@ mod index;
 mod pipeline;
 pub mod plan;
 mod read;
+mod relist;
 mod report;
 mod sweep;
 mod synced;

@@ -18,6 +18,7 @@ use super::echoes::Echoes;
 use super::context::{Caches, Context, Filled, Shares, Workers};
 use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
+use super::relist;
 use super::sweep;
 use crate::api::{
     CREDENTIALS_LABEL, MAX_ANNOTATION_VALUE, OPERATOR_ANNOTATIONS, TIER_LABEL, VaultConnection,
@@ -141,7 +142,8 @@ pub fn run_scope(
     } = shared;
     // The cache holds only what the reconciler reads: no managedFields, no annotations (each
     // can be up to 256 KiB), so a namespace admin cannot inflate the operator's memory with
-    // padded objects. Lists come in small pages for the same reason.
+    // padded objects. Lists come in small pages for the same reason, and a relist is merged
+    // into the cache in place rather than buffered beside it (`relist`).
     let filled = Filled::default();
     let (store, writer) = reflector::store();
     let index = BySecret::default();
@@ -150,11 +152,16 @@ pub fn run_scope(
     let connections = filled
         .connections
         .track(
-            watcher::watcher(
-                api::<VaultConnection>(&client, &scope),
-                watcher::Config::default().page_size(LIST_PAGE_SIZE),
+            relist::in_place(
+                watcher::watcher(
+                    api::<VaultConnection>(&client, &scope),
+                    watcher::Config::default().page_size(LIST_PAGE_SIZE),
+                )
+                .modify(slim),
+                store.clone(),
+                metrics.clone(),
+                "connections",
             )
-            .modify(slim)
             .inspect_ok(move |event| indexed.observe(event))
             .reflect(writer),
         )
@@ -174,16 +181,21 @@ pub fn run_scope(
     let secret_events = filled
         .secrets
         .track(
-            watcher::watcher(
-                api::<PartialObjectMeta<Secret>>(&client, &scope),
-                watcher::Config::default()
-                    .labels(&format!("{CREDENTIALS_LABEL}=true"))
-                    .page_size(LIST_PAGE_SIZE),
+            relist::in_place(
+                watcher::watcher(
+                    api::<PartialObjectMeta<Secret>>(&client, &scope),
+                    watcher::Config::default()
+                        .labels(&format!("{CREDENTIALS_LABEL}=true"))
+                        .page_size(LIST_PAGE_SIZE),
+                )
+                .modify(|s| {
+                    s.types = None;
+                    slim_meta(&mut s.metadata, None, false);
+                }),
+                secrets.clone(),
+                metrics.clone(),
+                "secrets",
             )
-            .modify(|s| {
-                s.types = None;
-                slim_meta(&mut s.metadata, None, false);
-            })
             .reflect(secret_writer),
         )
         .touched_objects()
@@ -205,14 +217,19 @@ pub fn run_scope(
     let namespace_events = filled
         .namespaces
         .track(
-            watcher::watcher(
-                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                ns_config,
+            relist::in_place(
+                watcher::watcher(
+                    Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                    ns_config,
+                )
+                .modify(|n| {
+                    n.types = None;
+                    slim_meta(&mut n.metadata, Some(TIER_LABEL), true);
+                }),
+                namespaces.clone(),
+                metrics.clone(),
+                "namespaces",
             )
-            .modify(|n| {
-                n.types = None;
-                slim_meta(&mut n.metadata, Some(TIER_LABEL), true);
-            })
             .reflect(namespace_writer),
         )
         .touched_objects()

@@ -1,0 +1,167 @@
+//! Relists merged into the cache in place. After a watch loses its place (an API server
+//! restart, 410 Gone) it lists everything again; kube-runtime's reflector would buffer that
+//! whole list beside the old cache and swap at the end, holding two copies of the cache at its
+//! peak. This adapter turns every relist after the first into updates of the one cache: each
+//! listed object as an update, and, at the end of the list, a deletion of each cached object
+//! the list no longer held. What it keeps meanwhile is the set of keys listed, not objects.
+
+use std::collections::HashSet;
+
+use futures::{Stream, StreamExt};
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+
+use crate::metrics::Metrics;
+
+/// `events` with every relist after the first merged into `store` in place (see the module).
+/// `cache` names the cache in the `cache_relists` metric.
+pub fn in_place<K, S>(
+    events: S,
+    store: Store<K>,
+    metrics: Metrics,
+    cache: &'static str,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let mut relist = Relist {
+        store,
+        filled: false,
+        listed: None,
+        metrics,
+        cache,
+    };
+    events
+        .map(move |event| match event {
+            Ok(event) => relist.step(event).into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        })
+        .flat_map(futures::stream::iter)
+}
+
+struct Relist<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    /// The first list has ended: it filled the cache the usual way.
+    filled: bool,
+    /// The keys a relist under way has listed so far.
+    listed: Option<HashSet<ObjectRef<K>>>,
+    metrics: Metrics,
+    cache: &'static str,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
+    fn step(&mut self, event: Event<K>) -> Vec<Event<K>> {
+        if !self.filled {
+            self.filled = matches!(event, Event::InitDone);
+            return vec![event];
+        }
+        match event {
+            Event::Init => {
+                self.metrics.cache_relisted(self.cache);
+                self.listed = Some(HashSet::new());
+                vec![]
+            }
+            Event::InitApply(obj) => {
+                self.listed
+                    .get_or_insert_with(HashSet::new)
+                    .insert(ObjectRef::from_obj(&obj));
+                vec![Event::Apply(obj)]
+            }
+            Event::InitDone => {
+                let listed = self.listed.take().unwrap_or_default();
+                self.store
+                    .state()
+                    .into_iter()
+                    .filter(|obj| !listed.contains(&ObjectRef::from_obj(&**obj)))
+                    .map(|obj| Event::Delete((*obj).clone()))
+                    .collect()
+            }
+            other => vec![other],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{WatchStreamExt, reflector};
+
+    fn cm(name: &str, rv: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.resource_version = Some(rv.into());
+        c
+    }
+
+    fn names(events: &[Event<ConfigMap>]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Init => "init".into(),
+                Event::InitApply(c) => format!("list {}", c.metadata.name.as_deref().unwrap()),
+                Event::InitDone => "done".into(),
+                Event::Apply(c) => format!("apply {}", c.metadata.name.as_deref().unwrap()),
+                Event::Delete(c) => format!("delete {}", c.metadata.name.as_deref().unwrap()),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_relist_updates_the_cache_in_place_and_deletes_what_it_no_longer_lists() {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let metrics = Metrics::new();
+        let events = futures::stream::iter(
+            vec![
+                Event::Init,
+                Event::InitApply(cm("a", "1")),
+                Event::InitApply(cm("b", "1")),
+                Event::InitDone,
+                Event::Apply(cm("c", "2")),
+                // The watch lost its place: everything again, without b.
+                Event::Init,
+                Event::InitApply(cm("a", "3")),
+                Event::InitApply(cm("c", "2")),
+                Event::InitDone,
+            ]
+            .into_iter()
+            .map(Ok::<_, watcher::Error>),
+        );
+        let mut seen = Vec::new();
+        let mut stream = std::pin::pin!(
+            in_place(events, store.clone(), metrics.clone(), "test").reflect(writer)
+        );
+        while let Some(event) = stream.try_next().await.expect("no error") {
+            seen.push(event);
+        }
+        assert_eq!(
+            names(&seen),
+            [
+                "init", "list a", "list b", "done", "apply c", "apply a", "apply c", "delete b"
+            ],
+            "the first list passes as it is; the relist becomes updates and a deletion, so the \
+             reflector never buffers a second copy"
+        );
+        let mut cached: Vec<_> = store
+            .state()
+            .iter()
+            .map(|c| {
+                let name = c.metadata.name.as_deref().unwrap();
+                format!("{name}@{}", c.metadata.resource_version.as_deref().unwrap())
+            })
+            .collect();
+        cached.sort();
+        assert_eq!(cached, ["a@3", "c@2"]);
+        assert!(
+            metrics
+                .encode()
+                .contains("vault_connection_operator_cache_relists_total{cache=\"test\"} 1"),
+            "{}",
+            metrics.encode()
+        );
+    }
+}
