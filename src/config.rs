@@ -75,7 +75,7 @@ pub struct RunArgs {
     #[arg(long, env = "VCO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
-    /// Connections reconciled at once.
+    /// Connections reconciled at once (the workers, shared round-robin between namespaces).
     #[arg(long, env = "VCO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
 

@@ -153,3 +153,44 @@ async fn at_rest_and_after_a_restart_nothing_is_read_but_parameter_versions() {
     assert_eq!(op.ssm_calls("GetParameter").await, 0, "no decrypting read");
     assert_eq!(op.ssm_calls("PutParameter").await, 0, "no write");
 }
+
+#[tokio::test]
+async fn the_echo_of_the_operators_own_status_write_wakes_nobody() {
+    let Some(w) = World::new("echo").await else {
+        return;
+    };
+    let op = w
+        .operator_with(Options::new().env("VCO_DRIFT_CHECK_INTERVAL", "1h"))
+        .await;
+    w.one_password("c", "ops_echo").await;
+    w.wait_reason("c", "Synced").await;
+    // Whatever the write woke has had time to run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        op.reconciles("Synced").await,
+        1.0,
+        "one reconcile wrote status; its echo reconciled nothing"
+    );
+
+    // Someone else's status write is news: reconciled once, and put right.
+    let patch = serde_json::json!({ "status": { "observedGeneration": 99 } });
+    w.vcs()
+        .patch_status(
+            "c",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("status patch");
+    eventually(30, "the operator to put status right", || async {
+        let vc = w.vcs().get("c").await.ok()?;
+        (vc.status?.observed_generation != Some(99)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        op.reconciles("Synced").await,
+        2.0,
+        "the foreign write woke one reconcile; the echo of its repair none"
+    );
+}

@@ -226,6 +226,22 @@ impl PrivateEnv {
     }
 }
 
+impl PrivateEnv {
+    /// Writes KEY = VALUE straight into the environment's etcd (its JSON gateway), bypassing
+    /// the API server: e.g. to move etcd's revision on while the API server is stopped, so
+    /// that watches resumed afterwards are too old and must list again.
+    pub fn etcd_put(&self, key: &str, value: &str) {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let url = std::fs::read_to_string(self.dir.join("etcd.url")).expect("etcd.url");
+        let body = serde_json::json!({"key": b64(key), "value": b64(value)}).to_string();
+        let (ok, _, err) = run(std::process::Command::new("curl")
+            .args(["-fsS", "--max-time", "5", "-X", "POST", "-d", &body])
+            .arg(format!("{}/v3/kv/put", url.trim())));
+        assert!(ok, "etcd put {key}: {err}");
+    }
+}
+
 impl Drop for PrivateEnv {
     fn drop(&mut self) {
         let _ = std::process::Command::new(repo().join("hack/testenv.sh"))
