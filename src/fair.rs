@@ -30,7 +30,9 @@ pub async fn as_tenant<F: Future>(tenant: Arc<str>, fut: F) -> F::Output {
 
 /// The tenant of the running task: its reconcile's namespace, or `""` outside a reconcile.
 pub fn tenant() -> Arc<str> {
-    TENANT.try_with(Arc::clone).unwrap_or_else(|_| Arc::from(""))
+    TENANT
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from(""))
 }
 
 /// Produces the next turn of the shared resource (waits for a call slot, or a free permit).
@@ -138,11 +140,15 @@ impl<P: Send + 'static> Turns<P> {
         {
             let mut q = self.queues();
             let Queues { waiting, ring } = &mut *q;
-            let queue = waiting.entry(Arc::from(tenant)).or_insert_with_key(|t| {
-                ring.push_back(t.clone());
-                VecDeque::new()
-            });
-            queue.push_back(tx);
+            match waiting.get_mut(tenant) {
+                Some(queue) => queue.push_back(tx),
+                // A tenant that starts waiting joins the back of the ring.
+                None => {
+                    let tenant: Arc<str> = Arc::from(tenant);
+                    ring.push_back(tenant.clone());
+                    waiting.insert(tenant, VecDeque::from([tx]));
+                }
+            }
         }
         self.inner.wake.notify_one();
         rx.await.ok()
@@ -161,7 +167,12 @@ async fn dispatch<P: Send + 'static>(inner: Weak<Inner<P>>, wake: Arc<Notify>, s
     loop {
         loop {
             let Some(inner) = inner.upgrade() else { return };
-            let waits = !inner.queues.lock().unwrap_or_else(|e| e.into_inner()).ring.is_empty();
+            let waits = !inner
+                .queues
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ring
+                .is_empty();
             drop(inner);
             if waits {
                 break;

@@ -21,7 +21,8 @@ async fn a_relist_after_410_gone_is_merged_in_place_and_costs_no_ssm_call() {
         .env("VCO_SSM_WRITE_RATE", "100");
     let op = w.operator_with(opts).await;
     for i in 0..3 {
-        w.one_password(&format!("c{i}"), &format!("ops_relist{i}")).await;
+        w.one_password(&format!("c{i}"), &format!("ops_relist{i}"))
+            .await;
     }
     for i in 0..3 {
         w.wait_reason(&format!("c{i}"), "Synced").await;
@@ -53,7 +54,11 @@ async fn a_relist_after_410_gone_is_merged_in_place_and_costs_no_ssm_call() {
         gets,
         "the relist decrypted nothing: every connection was known"
     );
-    assert_eq!(op.ssm_calls("PutParameter").await, puts, "and wrote nothing");
+    assert_eq!(
+        op.ssm_calls("PutParameter").await,
+        puts,
+        "and wrote nothing"
+    );
 
     // The merged caches serve as before: a rotation lands, a new connection syncs.
     w.rotate("c0", "access_token", "ops_relist_rotated").await;

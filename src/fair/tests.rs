@@ -44,7 +44,10 @@ async fn a_quiet_tenant_waits_at_most_one_turn_behind_a_burst() {
     let got = order(per_second(), 10).await;
     assert_eq!(got.len(), 11, "every caller got a turn: {got:?}");
     let b = got.iter().position(|w| *w == "b").expect("b served");
-    assert!(b <= 1, "b is served within one turn of asking, not after the burst: {got:?}");
+    assert!(
+        b <= 1,
+        "b is served within one turn of asking, not after the burst: {got:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

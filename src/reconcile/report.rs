@@ -41,6 +41,10 @@ pub async fn status(
     let api: Api<VaultConnection> =
         Api::namespaced(ctx.client.clone(), &vc.namespace().unwrap_or_default());
     let patch = serde_json::json!({ "status": next });
+    // Its echo on the watch wakes nobody: this reconcile already acted on everything in it.
+    let mut after = vc.clone();
+    after.status = Some(cached_form);
+    ctx.echoes.expect(&after);
     let written = api
         .patch_status(
             &vc.name_any(),
@@ -50,9 +54,11 @@ pub async fn status(
             },
             &Patch::Merge(&patch),
         )
-        .await?;
-    // Its echo on the watch wakes nobody: this reconcile already acted on everything in it.
-    ctx.echoes.wrote(&written);
+        .await;
+    if let Err(e) = written {
+        ctx.echoes.forget(&vc.uid().unwrap_or_default());
+        return Err(e.into());
+    }
     publish(vc, event_for(vc, outcome), ctx).await;
     Ok(())
 }

@@ -14,8 +14,8 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::budget::Budget;
-use super::echoes::Echoes;
 use super::context::{Caches, Context, Filled, Shares, Workers};
+use super::echoes::Echoes;
 use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
 use super::relist;
