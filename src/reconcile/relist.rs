@@ -41,6 +41,16 @@ where
         .flat_map(futures::stream::iter)
 }
 
+/// The key of `obj`: namespace and name only (not the resourceVersion and uid an `ObjectRef`
+/// can carry, which comparisons ignore), the least a relist holds per object.
+fn key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match obj.meta().namespace.clone() {
+        Some(ns) => ObjectRef::new(&name).within(&ns),
+        None => ObjectRef::new(&name),
+    }
+}
+
 struct Relist<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     /// The first list has ended: it filled the cache the usual way.
@@ -66,7 +76,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
             Event::InitApply(obj) => {
                 self.listed
                     .get_or_insert_with(HashSet::new)
-                    .insert(ObjectRef::from_obj(&obj));
+                    .insert(key(&obj));
                 vec![Event::Apply(obj)]
             }
             Event::InitDone => {
@@ -74,7 +84,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
                 self.store
                     .state()
                     .into_iter()
-                    .filter(|obj| !listed.contains(&ObjectRef::from_obj(&**obj)))
+                    .filter(|obj| !listed.contains(&key(&**obj)))
                     .map(|obj| Event::Delete((*obj).clone()))
                     .collect()
             }
