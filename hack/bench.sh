@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the operator (docs/performance.md): create, rotate, restart, idle, noise, write
-# rate, drift repair, delete and a fleet, on a private test environment in target/bench-env that
-# is torn down at the end (also on failure). Writes target/bench/results.json and prints a
-# Markdown table.
+# rate, drift repair, delete, noisy neighbours and a fleet, on a private test environment in
+# target/bench-env that is torn down at the end (also on failure). Writes
+# target/bench/results.json and prints a Markdown table. The driver is the Python package
+# hack/bench (one module per concern, one file per scenario under hack/bench/scenarios).
 #
 #   hack/bench.sh            default sizes (about 7 minutes on 2 cores, plus the release build,
 #                            plus the fleet: half an hour or more at N=10,000, most of it N / 20 s
@@ -11,14 +12,21 @@
 #   hack/bench.sh --keep     leave the environment up afterwards (stop it with --down)
 #   hack/bench.sh --down     stop an environment left with --keep
 #
-# Sizes come from environment variables (defaults in hack/bench.py):
+# Sizes come from environment variables (defaults in hack/bench/settings.py):
 #   BENCH_N=1000 BENCH_WRITE_RATE=10 BENCH_ROTATIONS=50 BENCH_POLL_MS=20 BENCH_IDLE_SECONDS=120
 #   BENCH_DRIFT_INTERVAL=60 BENCH_NOISE=10000 BENCH_NOISE_KIB=10 BENCH_RATE_N=150 BENCH_RATE=3
 #   BENCH_DRIFT_N=20 BENCH_DRIFT_REPAIR_INTERVAL=20 BENCH_CONCURRENCY=4 BENCH_READ_RATE=20
-#   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift,fleet (delete needs rate)
+#   BENCH_SCENARIOS=create,rotate,restart,idle,noise,rate,delete,drift,neighbours,fleet
+#   (delete needs rate before it)
+# The neighbours scenario: a noisy namespace (tier "noisy", limit SHARED) with SHARED served
+# connections on one Secret, REFUSED more beyond the limit and an annotate loop on that Secret,
+# and a quiet namespace rotating its Secrets meanwhile:
+#   BENCH_NEIGHBOURS_REFUSED=5000 BENCH_NEIGHBOURS_SHARED=300 BENCH_NEIGHBOURS_ROTATIONS=50
+#   BENCH_NEIGHBOURS_ANNOTATE_MS=100 BENCH_NEIGHBOURS_REST_SECONDS=30
 # The fleet scenario (namespace bench-fleet, tier enterprise, unlimited): N connections created
 # while the operator is stopped; then a restart, an idle window, memory against an operator with
-# no connections, and rotations on the idle fleet, each judged against the fleet goals:
+# no connections, rotations on the idle fleet, and a forced relist (the API server stopped,
+# etcd moved on behind it, watches answered 410 Gone), each judged against the fleet goals:
 #   BENCH_FLEET_N=10000                connections
 #   BENCH_FLEET_WRITE_RATE=200         VCO_SSM_WRITE_RATE of its operators (moto has no quota)
 #   BENCH_FLEET_DRIFT_INTERVAL=60      VCO_DRIFT_CHECK_INTERVAL of its operators, in seconds
@@ -60,8 +68,11 @@ for arg in "$@"; do
       : "${BENCH_NOISE:=1000}" "${BENCH_RATE_N:=30}" "${BENCH_DRIFT_N:=10}"
       : "${BENCH_FLEET_N:=300}" "${BENCH_FLEET_DRIFT_INTERVAL:=15}" "${BENCH_FLEET_IDLE_INTERVALS:=2}"
       : "${BENCH_FLEET_ROTATIONS:=10}"
+      : "${BENCH_NEIGHBOURS_REFUSED:=100}" "${BENCH_NEIGHBOURS_SHARED:=20}" "${BENCH_NEIGHBOURS_ROTATIONS:=10}"
+      : "${BENCH_NEIGHBOURS_REST_SECONDS:=15}"
       export BENCH_N BENCH_ROTATIONS BENCH_IDLE_SECONDS BENCH_DRIFT_INTERVAL BENCH_NOISE BENCH_RATE_N BENCH_DRIFT_N
       export BENCH_FLEET_N BENCH_FLEET_DRIFT_INTERVAL BENCH_FLEET_IDLE_INTERVALS BENCH_FLEET_ROTATIONS
+      export BENCH_NEIGHBOURS_REFUSED BENCH_NEIGHBOURS_SHARED BENCH_NEIGHBOURS_ROTATIONS BENCH_NEIGHBOURS_REST_SECONDS
       ;;
     --down) stop_operator; hack/testenv.sh down; exit 0 ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
@@ -88,4 +99,4 @@ kubectl apply --server-side -f crds/vaultconnections.yaml >/dev/null
 kubectl wait --for condition=established --timeout=30s crd/vaultconnections.vaultconnections.io >/dev/null
 
 mkdir -p target/bench
-"$VCO_TESTENV_PYTHON" hack/bench.py | tee target/bench/table.md
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$ROOT/hack" "$VCO_TESTENV_PYTHON" -m bench | tee target/bench/table.md

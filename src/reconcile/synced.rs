@@ -36,6 +36,11 @@ impl Synced {
         })
     }
 
+    /// Whether the cache has been filled.
+    pub fn is_filled(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once the cache has been filled.
     pub async fn wait(&self) {
         let mut rx = self.0.subscribe();

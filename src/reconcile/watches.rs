@@ -201,7 +201,14 @@ pub fn run_scope(
         .touched_objects()
         // A relist replays every Secret with the resourceVersion already seen: no news.
         .predicate_filter(predicates::resource_version, Default::default());
+    // The Secrets' first list wakes nobody: every connection reconciles from its own first
+    // list, reading this cache once it is filled, so waking them again doubled the reconciles
+    // of a start.
+    let secrets_filled = filled.secrets.clone();
     controller = controller.watches_stream(secret_events, move |secret| {
+        if !secrets_filled.is_filled() {
+            return Vec::new();
+        }
         index.naming(&secret.namespace().unwrap_or_default(), &secret.name_any())
     });
     watches += 1;
@@ -234,7 +241,12 @@ pub fn run_scope(
         )
         .touched_objects()
         .predicate_filter(tier_label, Default::default());
+    // Likewise the namespaces' first list.
+    let namespaces_filled = filled.namespaces.clone();
     controller = controller.watches_stream(namespace_events, move |namespace| {
+        if !namespaces_filled.is_filled() {
+            return Vec::new();
+        }
         let ns = Some(namespace.name_any());
         select(&by_namespace, |vc| vc.namespace() == ns)
     });
