@@ -1,5 +1,6 @@
 //! A fleet where no tenant can slow another, counted at the SSM proxy: refused connections cost
-//! nothing at rest and wait for a change (a freed slot admits one), and a Secret touched without
+//! nothing at rest or when their Secrets are touched, and wait for a change (a freed slot admits
+//! one), and a Secret touched without
 //! a change of its data (an annotate loop) costs no decrypting read, and at most one status patch
 //! per connection per drift interval.
 
@@ -105,6 +106,25 @@ async fn refused_connections_cost_nothing_at_rest_and_a_freed_slot_admits_one() 
         5 * interval
     );
     assert_eq!(at_rest, 0, "refused connections poll SSM at rest");
+
+    // Touching their Secrets (an annotate loop) wakes them, and the listing that found the
+    // namespace full still answers: not one tier check either.
+    for n in &refused {
+        w.patch_secret(n, json!({"metadata": {"annotations": {"touched": "1"}}}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let touched = settled("the touched connections to settle", || async {
+        c.proxy.count("DescribeParameters")
+    })
+    .await;
+    assert_eq!(
+        touched - before,
+        0,
+        "a touch of a refused connection's Secret lists SSM again"
+    );
+    let reasons = decided(w, &refused, &["TierLimitExceeded"]).await;
+    assert_eq!(reasons.len(), refused.len(), "still refused");
 
     // The served connection goes: its slot is given to one refused connection.
     w.delete_and_wait("served").await;

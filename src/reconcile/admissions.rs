@@ -3,18 +3,29 @@
 //! admissions in one namespace take turns. Its own module so that the context holds it without
 //! depending on the admission step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::OwnedMutexGuard;
 
-/// Names admitted a moment ago in one namespace, names deleted a moment ago there, and the turn
-/// of admission there.
+/// Names admitted a moment ago in one namespace, names deleted a moment ago there, the last
+/// listing that found it full, and the turn of admission there.
 #[derive(Debug, Default)]
 pub struct Recent {
     pub(super) taken: Vec<(String, Instant)>,
     pub(super) gone: Vec<(String, Instant)>,
+    pub(super) full: Option<Full>,
+}
+
+/// A listing that found the namespace full: until a slot is taken or freed here, the limit
+/// changes, or it is a while old, a connection it does not show is refused without listing
+/// again (an annotate loop on a Secret that refused connections name costs no SSM call).
+#[derive(Debug)]
+pub struct Full {
+    pub(super) limit: u32,
+    pub(super) held: BTreeSet<String>,
+    pub(super) at: Instant,
 }
 
 /// The turns of admission, one per namespace (by uid) that has admitted anything.

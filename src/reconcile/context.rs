@@ -37,6 +37,10 @@ pub struct Memo {
     /// When status last recorded a new version of a Secret touched without a change of its data
     /// (see `touch`), and whether a later recording is already scheduled.
     pub touch: Option<(std::time::Instant, bool)>,
+    /// Refused for its namespace's tier, at this resourceVersion of the connection (after the
+    /// status write that said so): until the connection itself changes, the namespace's last
+    /// listing that found it full answers for it (see `tier`).
+    pub refused_at: Option<String>,
 }
 
 /// The memos of all connections, keyed by uid: one map, forgotten in one call.

@@ -100,7 +100,8 @@ pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) 
 async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let start = Instant::now();
     let (outcome, checked) = pipeline(vc, ctx).await?;
-    report::status(vc, &outcome, checked.as_ref(), ctx).await?;
+    let version = report::status(vc, &outcome, checked.as_ref(), ctx).await?;
+    tier::refused_at(vc, &outcome, version, ctx);
     report::record(vc, &outcome, ctx, start);
     Ok(report::requeue(vc, &outcome, checked.as_ref(), ctx))
 }

@@ -17,13 +17,14 @@ use crate::reason::{Reason, Stage};
 use crate::status::{self, Change, Outcome, ready_reason};
 use crate::verify::step::{self, Checked, VERIFIED};
 
-/// Writes the status `outcome` calls for, and an event when the state changed.
+/// Writes the status `outcome` calls for, and an event when the state changed. Returns the
+/// connection's resourceVersion afterwards (the write's, or the one it had if nothing changed).
 pub async fn status(
     vc: &VaultConnection,
     outcome: &Outcome,
     checked: Option<&Checked>,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let now = Time(jiff::Timestamp::now());
     let mut next = status::next(
         vc.status.as_ref(),
@@ -36,7 +37,7 @@ pub async fn status(
     let mut cached_form = next.clone();
     status::drop_derived_messages(&mut cached_form);
     if vc.status.as_ref() == Some(&cached_form) {
-        return Ok(());
+        return Ok(vc.resource_version());
     }
     let api: Api<VaultConnection> =
         Api::namespaced(ctx.client.clone(), &vc.namespace().unwrap_or_default());
@@ -55,12 +56,15 @@ pub async fn status(
             &Patch::Merge(&patch),
         )
         .await;
-    if let Err(e) = written {
-        ctx.echoes.forget(&vc.uid().unwrap_or_default());
-        return Err(e.into());
-    }
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            ctx.echoes.forget(&vc.uid().unwrap_or_default());
+            return Err(e.into());
+        }
+    };
     publish(vc, event_for(vc, outcome), ctx).await;
-    Ok(())
+    Ok(written.resource_version())
 }
 
 /// Adds the `Verified` condition and record: this reconcile's answer, else (the pipeline stopped

@@ -6,7 +6,9 @@
 //! admitted only while the namespace holds fewer than its limit. What counts is what SSM lists
 //! plus what this process wrote a moment ago — never status, which others can edit. Admissions in
 //! one namespace take turns, and the parameters admitted a moment ago count even before SSM's
-//! listing shows them, so two connections can never both take the last slot.
+//! listing shows them, so two connections can never both take the last slot. A listing that
+//! found the namespace full answers for it until a slot is taken or freed there (or a minute
+//! has passed), so refused connections woken by a touch of their Secret cost no SSM call.
 
 use std::time::{Duration, Instant};
 
@@ -14,13 +16,13 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::OwnedMutexGuard;
 
-use super::admissions::Recent;
+use super::admissions::{Full, Recent};
 use super::context::Context;
 use crate::api::{TIER_LABEL, VaultConnection};
 use crate::ownership::NAMESPACE_UID_TAG;
 use crate::reason::Reason;
-use crate::status::{Failure, ready_reason};
-use crate::tiers::admits;
+use crate::status::{Failure, Outcome, ready_reason};
+use crate::tiers::{Applied, admits};
 
 /// How long a parameter this process admitted counts as held without SSM's listing showing it
 /// (the listing is eventually consistent).
@@ -46,6 +48,7 @@ impl Place {
         if let Place::Admitted(turn) = self {
             turn.gone.retain(|(name, _)| name != parameter);
             turn.taken.push((parameter.to_owned(), Instant::now()));
+            turn.full = None;
         }
     }
 }
@@ -79,6 +82,24 @@ pub async fn place(
     // Turns are the namespace's, not its name's: a namespace created again under the same name
     // inherits nothing admitted in the earlier one.
     let mut turn = ctx.admissions.turn(namespace_uid).await;
+    // Refused before and unchanged since (woken by its Secret, say), and the namespace found
+    // full a moment ago with nothing taken or freed since: the same answer, without listing SSM
+    // again. A change of the connection itself lists again.
+    let uid = vc.uid().unwrap_or_default();
+    let unchanged = ctx
+        .memos
+        .with(&uid, |m| m.refused_at.clone())
+        .is_some_and(|at| vc.metadata.resource_version.as_deref() == Some(at.as_str()));
+    if let Some(full) = turn
+        .full
+        .as_ref()
+        .filter(|f| unchanged && f.limit == limit && f.at.elapsed() < SETTLE)
+    {
+        if full.held.contains(parameter) {
+            return Ok(Place::Kept);
+        }
+        return Err(refusal(ns, &applied, limit));
+    }
     let path = parameter.rsplit_once('/').map_or("", |(p, _)| p);
     let mut held = ctx
         .ssm
@@ -99,12 +120,22 @@ pub async fn place(
     if admits(&held, parameter, limit) {
         return Ok(Place::Admitted(turn));
     }
+    turn.full = Some(Full {
+        limit,
+        held,
+        at: Instant::now(),
+    });
+    Err(refusal(ns, &applied, limit))
+}
+
+/// The refusal of a connection in `ns`, which holds `limit` parameters under tier `applied`.
+fn refusal(ns: &str, applied: &Applied, limit: u32) -> Failure {
     let unknown = if applied.unknown_label {
         format!(" (its {TIER_LABEL} label names no configured tier, so the default applies)")
     } else {
         String::new()
     };
-    Err(Failure::new(
+    Failure::new(
         Reason::TierLimitExceeded,
         format!(
             "namespace {ns} is on tier {}{unknown}, which allows {limit} SSM parameter(s), and already holds \
@@ -112,7 +143,16 @@ pub async fn place(
              deletionPolicy is Delete, remove a retained parameter, or ask a cluster admin to raise the tier",
             applied.tier
         ),
-    ))
+    )
+}
+
+/// Remembers whether `vc`'s reconcile ended refused for the tier, at `version` (its
+/// resourceVersion after the status write).
+pub fn refused_at(vc: &VaultConnection, outcome: &Outcome, version: Option<String>, ctx: &Context) {
+    let refused = outcome.reason() == Reason::TierLimitExceeded;
+    let uid = vc.uid().unwrap_or_default();
+    ctx.memos
+        .with(&uid, |m| m.refused_at = version.filter(|_| refused));
 }
 
 /// A slot freed in `ns` (its parameter `parameter` was deleted by this process): the name counts
@@ -120,11 +160,10 @@ pub async fn place(
 /// not every refused sibling, so a delete costs one reconcile. If it is admitted, it wakes the
 /// next one in turn ([`next_refused`]), so several freed slots are all filled.
 pub async fn slot_freed(ctx: &Context, ns: &str, namespace_uid: &str, parameter: &str) {
-    ctx.admissions
-        .turn(namespace_uid)
-        .await
-        .gone
-        .push((parameter.to_owned(), Instant::now()));
+    let mut turn = ctx.admissions.turn(namespace_uid).await;
+    turn.gone.push((parameter.to_owned(), Instant::now()));
+    turn.full = None;
+    drop(turn);
     next_refused(ctx, ns, None);
 }
 
