@@ -98,5 +98,9 @@ esac
 unpack
 age=$(( ($(date +%s) - $(date -d "$(snapshot_field date)" +%s)) / 86400 ))
 log "cargo deny check ${*:-all} (advisory database $(snapshot_field commit | cut -c1-12) of $(snapshot_field date), $age days old)"
+# cargo-deny reads `cargo metadata`, which needs every locked crate of every platform on disk; a
+# build downloads only this platform's, so on a fresh machine the Windows- and wasm-only crates
+# are missing. Fetch them (from crates.io, as any build does) before the offline check.
+cargo fetch --locked --quiet
 # --offline: no fetch of the database or of anything else; --locked: Cargo.lock as committed.
 "$CARGO_DENY_DIR/bin/cargo-deny" --offline --locked check "$@"
