@@ -133,6 +133,7 @@ async fn pipeline(
     if let Some(mut parameter) = stored {
         // Valid under today's rules: SSM holds what these credentials render to.
         parameter.policy = Some(ctx.settings.policy.fingerprint());
+        read::complete(&mut parameter, &vc.uid().unwrap_or_default(), ctx);
         let change = Change::None;
         return Ok((Outcome::Ready { parameter, change }, None));
     }

@@ -49,6 +49,19 @@ pub enum Read {
     Changed(Box<Inputs>),
 }
 
+/// A record from before modification times were kept, completed from the sweep's observation of
+/// the same version (the one time status is trusted for it), whichever reconcile comes first
+/// after the observation: the one that confirms the record, or the one that records today's
+/// policy for it.
+pub fn complete(recorded: &mut ParameterStatus, uid: &str, ctx: &Context) {
+    if recorded.last_modified.is_none()
+        && let Some(seen) = ctx.take_observed(uid)
+        && seen.version == recorded.version
+    {
+        recorded.last_modified = seen.modified;
+    }
+}
+
 /// Reads and checks, in the order a person fixes things: spec, then Secret.
 pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, Failure>, Error> {
     let name = vc.name_any();
@@ -95,14 +108,7 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
     );
     let stored = match recorded {
         Recorded::Same(mut recorded) if !suspect => {
-            // A record from before modification times were kept is completed from the sweep's
-            // observation of the same version (the one time status is trusted for it).
-            if recorded.last_modified.is_none()
-                && let Some(seen) = ctx.take_observed(&uid)
-                && seen.version == recorded.version
-            {
-                recorded.last_modified = seen.modified;
-            }
+            complete(&mut recorded, &uid, ctx);
             return Ok(Ok(Read::Unchanged(recorded)));
         }
         Recorded::OtherPolicy(recorded) if !suspect => Some(recorded),
