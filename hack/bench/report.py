@@ -71,3 +71,16 @@ def all_settings():
 
 def fmt_counts(d):
     return ", ".join(f"{v:g} {k}" for k, v in d.items()) or "none"
+
+
+def decrypting(ssm):
+    """The decrypting reads (GetParameter, any outcome) among SSM call counts by operation."""
+    return sum(v for k, v in ssm.items() if k.split(":")[0] == "GetParameter")
+
+
+def fmt_latency(lat):
+    """p50/p95/p99/max of latency_stats, for a table row."""
+    return f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')}/{lat.get('max')} ms"
+
+
+VERDICT = {True: "met", False: "NOT met", None: "not measured"}

@@ -1,5 +1,6 @@
 """The Markdown table of a run's results: each scenario's own rows, then its goals."""
 
+from .report import VERDICT
 from .scenarios import MODULES
 
 
@@ -10,7 +11,7 @@ def table(results):
         first = ", ".join(f"{k}={v}" for k, v in r["parameters"].items())
         lines = MODULES[s].rows(f)
         for key, g in f.get("goals_met", {}).items():
-            verdict = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+            verdict = VERDICT[g["met"]]
             lines.append((f"goal: {r['goals'][key]}", f"{verdict}: {g['measured']}"))
         for figure, value in lines:
             rows.append((s, first, figure, value))

@@ -19,7 +19,7 @@ from ..metrics import (
     secret_reads,
 )
 from ..operator import ReconciledLog, operator_settings, start_operator, stop_operator
-from ..report import fmt_counts, latency_stats, per, ssm_writes
+from ..report import VERDICT, decrypting, fmt_counts, fmt_latency, latency_stats, per, ssm_writes
 from ..settings import FLEET_TIER, FLEET_TIER_LIMITS, NS_FLEET, NS_FLEET_EMPTY, log, setting
 
 
@@ -54,7 +54,7 @@ def forced_relist(op, n, poll):
         "peak_over_rest": round(peak / rest, 3),
         "ssm_calls": ssm,
         "ssm_writes": ssm_writes(ssm),
-        "decrypting_reads": sum(v for k, v in ssm.items() if k.split(":")[0] == "GetParameter"),
+        "decrypting_reads": decrypting(ssm),
         "reconciles": int(after.reconciles() - before.reconciles()),
         "relists_by_cache": diff_counts(after.by_label(RELISTS, "cache"), before.by_label(RELISTS, "cache")),
     }
@@ -189,15 +189,15 @@ def run(bench):
         ssm = diff_counts(after.ssm_by_op(), before.ssm_by_op())
         writes, reads = api_writes(api1, api0), api_reads(api1, api0)
         units = n * intervals  # connection-intervals
-        decrypting = sum(v for k, v in ssm.items() if k.split(":")[0] == "GetParameter")
+        decrypting_reads = decrypting(ssm)
         idle = {
             "window_seconds": window,
             "window_starts_after_operator_start_s": round(since_start, 1),
             "ssm_calls": ssm,
             "ssm_calls_per_connection_per_interval": per(ssm, units),
             "ssm_calls_total_per_connection_per_interval": round(sum(ssm.values()) / units, 4),
-            "decrypting_reads": decrypting,
-            "decrypting_reads_per_connection_per_interval": round(decrypting / units, 4),
+            "decrypting_reads": decrypting_reads,
+            "decrypting_reads_per_connection_per_interval": round(decrypting_reads / units, 4),
             # With one GetParameter per check, the read rate caps what the checks can do.
             "read_rate_cap_per_connection_per_interval": round(read_rate * interval / n, 4),
             "api_reads": reads,
@@ -260,7 +260,7 @@ def run(bench):
         figures["goals_met"] = fleet_goals(figures, n, read_rate)
         bench.record("fleet", params, figures, FLEET_GOALS)
         for key, g in figures["goals_met"].items():
-            verdict = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+            verdict = VERDICT[g["met"]]
             log(f"fleet goal {verdict}: {FLEET_GOALS[key]} -- measured {g['measured']}")
 
 
@@ -303,7 +303,7 @@ def rows(f):
         late = " (one not stored within 60 s)" if rot["not_stored_within_60s"] else ""
         out.append((
             "rotation: p50/p95/p99/max",
-            f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')}/{lat.get('max')} ms{late}",
+            f"{fmt_latency(lat)}{late}",
         ))
     rl = f.get("relist")
     if rl:

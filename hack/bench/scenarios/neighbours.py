@@ -12,7 +12,7 @@ import time
 from ..fixtures import create_connections, ensure_tier_namespace
 from ..metrics import ZERO, diff_counts
 from ..operator import operator_settings, start_operator, stop_operator
-from ..report import fmt_counts, latency_stats, ssm_writes
+from ..report import VERDICT, decrypting, fmt_counts, fmt_latency, latency_stats, ssm_writes
 from ..settings import NS_NOISY, NS_QUIET, log, setting
 
 CONNECTIONS = "vault_connection_operator_connections"
@@ -107,7 +107,7 @@ def run(bench):
             "annotations": touches[0],
             "ssm_calls": ssm,
             "ssm_writes": ssm_writes(ssm),
-            "decrypting_reads": sum(v for k, v in ssm.items() if k.split(":")[0] == "GetParameter"),
+            "decrypting_reads": decrypting(ssm),
             "reconciles": int(after.reconciles() - before.reconciles()),
             "quiet_rotations": len(lat) + timed_out,
             "quiet_not_stored_within_60s": timed_out,
@@ -132,7 +132,7 @@ def run(bench):
         figures["goals_met"] = goals_met
         bench.record("neighbours", params, figures, GOALS)
         for key, g in goals_met.items():
-            verdict = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+            verdict = VERDICT[g["met"]]
             log(f"neighbours goal {verdict}: {GOALS[key]} -- measured {g['measured']}")
 
 
@@ -146,8 +146,7 @@ def rows(f):
         lat = noisy["quiet_latency_ms"]
         out.append((
             "quiet rotation p50/p95/p99/max",
-            f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')}/{lat.get('max')} ms "
-            f"with {noisy['annotations']} annotations meanwhile",
+            f"{fmt_latency(lat)} with {noisy['annotations']} annotations meanwhile",
         ))
         out.append(("SSM calls meanwhile, reconciles", f"{fmt_counts(noisy['ssm_calls'])}; {noisy['reconciles']}"))
     return out
