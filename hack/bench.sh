@@ -79,7 +79,7 @@ for arg in "$@"; do
   esac
 done
 
-hack/testenv.sh install
+hack/testenv.sh install --cluster
 if [ "$KEEP" = false ]; then
   trap 'rc=$?; stop_operator; hack/testenv.sh down >/dev/null 2>&1 || true; exit $rc' EXIT
   trap 'exit 130' INT TERM

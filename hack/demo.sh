@@ -31,8 +31,9 @@ for arg in "$@"; do
 done
 
 say "Setting up (the first run on a machine installs packages and builds the cluster and the image: ~25 minutes)"
-# The same set-up step as hack/test.sh: Debian packages, Rust components, the cluster's binaries.
-hack/testenv.sh install
+# The same set-up step as hack/test.sh, limited to what the demo uses: the Debian packages and
+# the cluster's binaries (hack/image.sh adds its own Rust target).
+hack/testenv.sh install --cluster
 # Also after a failure, so the next run starts clean (`up` itself stops what an earlier run left).
 if [ "$KEEP" = false ]; then trap 'stop operator; hack/testenv.sh down >/dev/null 2>&1 || true' EXIT
 else trap 'rc=$?; if [ $rc -ne 0 ]; then stop operator; hack/testenv.sh down >/dev/null 2>&1 || true; fi' EXIT; fi

@@ -6,8 +6,9 @@
 # README ("The test environment"). The parts, by job, are in hack/testenv/: lib.sh (versions,
 # paths, processes), install.sh, control-plane.sh, node.sh and faults.sh.
 #
-#   hack/testenv.sh install     install the Debian packages and Rust components, and build/cache
-#                               the binaries (once per machine, keyed by version)
+#   hack/testenv.sh install [--cluster]  install the Debian packages and Rust components, and
+#                               build/cache the binaries (once per machine, keyed by version;
+#                               --cluster: only what hack/demo.sh and hack/bench.sh use)
 #   hack/testenv.sh up [--node|--floor]  start it (--floor: the oldest supported API server);
 #                               write target/testenv/{kubeconfig,env,env.json}
 #   hack/testenv.sh down        stop exactly what `up` started, by pid, and remove its state
@@ -28,12 +29,15 @@ source "$HERE/testenv/faults.sh"
 
 usage() {
   cat >&2 <<USAGE
-usage: hack/testenv.sh <install|up [--node|--floor]|down|status|path>
+usage: hack/testenv.sh <install [--cluster]|up [--node|--floor]|down|status|path>
   install  install the Debian packages (${APT_PACKAGES[*]}) and the Rust components the tests
            and the demo use; build the Kubernetes v$KUBE_VERSION binaries, the pause binary, etcd
            v$ETCD_VERSION, helm v$HELM_VERSION, promtool (prometheus module v$PROMETHEUS_VERSION),
            the hack/ecosystem checker and a moto $MOTO_VERSION virtualenv into $CACHE (once per
-           machine)
+           machine), and the release tools
+  install --cluster
+           only the cluster and the SSM emulator, what hack/demo.sh and hack/bench.sh use: the
+           Debian packages, etcd, the Kubernetes binaries, pause, helm and moto
   path     print the PATH entries of the installed tools, the release's cosign, oras and
            registry too (for tests run without 'up')
   up       start etcd, kube-apiserver, kube-controller-manager and the moto SSM emulator on free
@@ -55,7 +59,7 @@ USAGE
 }
 
 case "${1:-}" in
-  install) cmd_install ;;
+  install) cmd_install "${2:-}" ;;
   up) cmd_up "${2:-}" ;;
   down) cmd_down ;;
   status) cmd_status ;;

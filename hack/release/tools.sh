@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The release and supply-chain tools, cached per version under $CACHE like the test
 # environment's binaries (versions: hack/testenv/lib.sh). Sourced by hack/testenv/install.sh, so
-# `hack/testenv.sh install` (the one install step of hack/test.sh and hack/demo.sh) installs them.
+# `hack/testenv.sh install` (the install step of hack/test.sh; hack/demo.sh runs its --cluster part,
+# which leaves these out) installs them.
 #
 #   cargo-auditable, cargo-cyclonedx, cargo-deny, cargo-zigbuild   crates.io, `cargo install --locked`
 #   zig                                            PyPI's ziglang, in a virtualenv

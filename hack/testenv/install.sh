@@ -43,9 +43,8 @@ build_kube() {
   )
 }
 
-install_kube() {
-  build_kube "$KUBE_VERSION" "$KUBE_DIR" "${KUBE_COMMANDS[@]}"
-  # The oldest supported Kubernetes: its API server only (`up --floor`).
+# The oldest supported Kubernetes: its API server only (`up --floor`).
+install_kube_floor() {
   build_kube "$KUBE_FLOOR_VERSION" "$KUBE_FLOOR_DIR" kube-apiserver
 }
 
@@ -93,7 +92,7 @@ install_helm() {
   if [ -x "$HELM_DIR/bin/helm" ]; then log "helm v$HELM_VERSION: cached"; return; fi
   log "helm v$HELM_VERSION: go install (cold: ~2-4 min)"
   mkdir -p "$HELM_DIR/bin"
-  GOBIN="$HELM_DIR/bin.tmp" go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  GOBIN="$HELM_DIR/bin.tmp" quiet go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   mv "$HELM_DIR/bin.tmp/helm" "$HELM_DIR/bin/helm" && rmdir "$HELM_DIR/bin.tmp"
 }
 
@@ -185,21 +184,34 @@ install_rust() {
 # shellcheck source=hack/release/tools.sh
 source "$ROOT/hack/release/tools.sh"
 
+# cmd_install [--cluster]: everything hack/test.sh uses, or with --cluster only the cluster and
+# the SSM emulator, what hack/demo.sh and hack/bench.sh use
+# (the packages, etcd, the Kubernetes v$KUBE_VERSION binaries, pause, helm and moto; hack/image.sh
+# adds its own Rust target and cargo-auditable): a first demo does not wait for the floor API
+# server, promtool, the policy enforcer, the ecosystem checker or the release tools.
 cmd_install() {
+  local profile=${1:-}
+  case "$profile" in
+    "" | --cluster) ;;
+    *) die "install: unknown option $profile (expected --cluster or nothing)" ;;
+  esac
   command -v go >/dev/null || die "go is required to build the control plane"
   command -v python3 >/dev/null || die "python3 is required for the SSM emulator"
   mkdir -p "$CACHE"
   local start=$SECONDS
   install_debian
-  install_rust
   install_etcd
-  install_kube
+  build_kube "$KUBE_VERSION" "$KUBE_DIR" "${KUBE_COMMANDS[@]}"
   install_pause
   install_helm
-  install_promtool
-  install_netpol
-  install_ecosystem
   install_moto
-  install_release_tools
-  log "install done in $((SECONDS - start))s; cache: $CACHE ($(du -sh "$CACHE" 2>/dev/null | cut -f1))"
+  if [ "$profile" != --cluster ]; then
+    install_rust
+    install_kube_floor
+    install_promtool
+    install_netpol
+    install_ecosystem
+    install_release_tools
+  fi
+  log "install${profile:+ $profile} done in $((SECONDS - start))s; cache: $CACHE ($(du -sh "$CACHE" 2>/dev/null | cut -f1))"
 }
