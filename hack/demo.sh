@@ -30,7 +30,7 @@ for arg in "$@"; do
   esac
 done
 
-say "Setting up (the first run on a machine installs packages and builds the cluster and the image: ~25 minutes)"
+say "Setting up (the first run on a machine installs packages and builds the cluster and the image: ~26 minutes on 2 cores)"
 # The same set-up step as hack/test.sh, limited to what the demo uses: the Debian packages and
 # the cluster's binaries (hack/image.sh adds its own Rust target).
 hack/testenv.sh install --cluster

@@ -232,3 +232,50 @@ async fn touching_a_shared_secret_without_changing_its_data_costs_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connections_refused_together_cost_one_listing_and_a_touch_of_one_lists_again() {
+    let Some(c) = Counted::new("together").await else {
+        return;
+    };
+    let w = &c.w;
+    w.set_tier("free").await; // free = 1
+    {
+        let _op = c.operator(Options::new()).await;
+        w.one_password("served", "ops_served").await;
+        w.wait_reason("served", "Synced").await;
+    }
+    // Created while no operator runs, so the next one finds them all in its first list.
+    let refused: Vec<String> = (0..12).map(|i| format!("refused{i}")).collect();
+    for n in &refused {
+        w.one_password(n, &format!("ops_{n}")).await;
+    }
+    let before = c.proxy.count("DescribeParameters");
+    let _op = c.operator(Options::new()).await;
+    let reasons = decided(w, &refused, &["TierLimitExceeded"]).await;
+    assert_eq!(reasons.len(), refused.len());
+    let listings = settled("the refused connections to settle", || async {
+        c.proxy.count("DescribeParameters")
+    })
+    .await
+        - before;
+    eprintln!("DescribeParameters for 1 served + 12 refused at start: {listings}");
+    // One listing for the served connection (this process wrote nothing yet) and one that
+    // refused the first; every other refusal is answered by it. One per connection before.
+    assert!(listings <= 2, "{listings} listings for 12 refusals");
+
+    // A change of a refused connection itself (what to do after removing a retained parameter
+    // by hand) is checked against SSM again.
+    w.vcs()
+        .patch(
+            "refused0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"nudge": "1"}}})),
+        )
+        .await
+        .expect("annotate the connection");
+    eventually(30, "the touched connection to be checked again", || async {
+        (c.proxy.count("DescribeParameters") > before + listings).then_some(())
+    })
+    .await;
+}

@@ -287,6 +287,8 @@ impl Context {
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
         self.echoes.retain(|uid| alive.contains(uid));
+        self.admissions
+            .forget_listings_older_than(super::admissions::SETTLE);
         if let Some(verification) = &self.verification {
             verification.retain(|uid| alive.contains(uid));
         }

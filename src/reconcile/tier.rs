@@ -10,23 +10,20 @@
 //! found the namespace full answers for it until a slot is taken or freed there (or a minute
 //! has passed), so refused connections woken by a touch of their Secret cost no SSM call.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Instant;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::OwnedMutexGuard;
 
-use super::admissions::{Full, Recent};
+use super::admissions::{Full, Recent, SETTLE};
 use super::context::Context;
 use crate::api::{TIER_LABEL, VaultConnection};
 use crate::ownership::NAMESPACE_UID_TAG;
 use crate::reason::Reason;
 use crate::status::{Failure, Outcome, ready_reason};
 use crate::tiers::{Applied, admits};
-
-/// How long a parameter this process admitted counts as held without SSM's listing showing it
-/// (the listing is eventually consistent).
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// A connection's place under its namespace's tier.
 pub enum Place {
@@ -82,24 +79,28 @@ pub async fn place(
     // Turns are the namespace's, not its name's: a namespace created again under the same name
     // inherits nothing admitted in the earlier one.
     let mut turn = ctx.admissions.turn(namespace_uid).await;
-    // Refused before and unchanged since (woken by its Secret, say), and the namespace found
-    // full a moment ago with nothing taken or freed since: the same answer, without listing SSM
-    // again. A change of the connection itself lists again.
+    // The namespace found full a moment ago with nothing taken or freed since, and the
+    // connection unchanged since that listing was taken (cached at this version then) or since
+    // the listing answered it (refused, then woken by its Secret, say): the same answer, without
+    // listing SSM again. A change of the connection itself lists again.
     let uid = vc.uid().unwrap_or_default();
-    let unchanged = ctx
-        .memos
-        .with(&uid, |m| m.refused_at.clone())
-        .is_some_and(|at| vc.metadata.resource_version.as_deref() == Some(at.as_str()));
-    if let Some(full) = turn
-        .full
-        .as_ref()
-        .filter(|f| unchanged && f.limit == limit && f.at.elapsed() < SETTLE)
-    {
+    let version = vc.metadata.resource_version.as_deref();
+    let refused_at = ctx.memos.with(&uid, |m| m.refused_at.clone());
+    if let Some(full) = turn.full.as_ref().filter(|f| {
+        let unchanged = refused_at.as_deref().is_some_and(|at| version == Some(at))
+            || f.cached
+                .get(&uid)
+                .is_some_and(|v| version == Some(v.as_str()));
+        unchanged && f.limit == limit && f.at.elapsed() < SETTLE
+    }) {
         if full.held.contains(parameter) {
             return Ok(Place::Kept);
         }
         return Err(refusal(ns, &applied, limit));
     }
+    // What the cache holds now, before the listing: a change that reaches the cache after this
+    // point may postdate the listing, and lists again.
+    let cached = versions_in(&ctx.store, ns);
     let path = parameter.rsplit_once('/').map_or("", |(p, _)| p);
     let mut held = ctx
         .ssm
@@ -124,8 +125,24 @@ pub async fn place(
         limit,
         held,
         at: Instant::now(),
+        cached,
     });
     Err(refusal(ns, &applied, limit))
+}
+
+/// The resourceVersion of each connection of `ns` in `store`, by uid.
+fn versions_in(store: &Store<VaultConnection>, ns: &str) -> HashMap<String, String> {
+    store
+        .state()
+        .iter()
+        .filter(|vc| vc.metadata.namespace.as_deref() == Some(ns))
+        .filter_map(|vc| {
+            Some((
+                vc.metadata.uid.clone()?,
+                vc.metadata.resource_version.clone()?,
+            ))
+        })
+        .collect()
 }
 
 /// The refusal of a connection in `ns`, which holds `limit` parameters under tier `applied`.
