@@ -43,6 +43,10 @@ build_kube() {
   )
 }
 
+install_kube() {
+  build_kube "$KUBE_VERSION" "$KUBE_DIR" "${KUBE_COMMANDS[@]}"
+}
+
 # The oldest supported Kubernetes: its API server only (`up --floor`).
 install_kube_floor() {
   build_kube "$KUBE_FLOOR_VERSION" "$KUBE_FLOOR_DIR" kube-apiserver
@@ -201,7 +205,7 @@ cmd_install() {
   local start=$SECONDS
   install_debian
   install_etcd
-  build_kube "$KUBE_VERSION" "$KUBE_DIR" "${KUBE_COMMANDS[@]}"
+  install_kube
   install_pause
   install_helm
   install_moto
