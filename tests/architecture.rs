@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// The pure core: files that decide without I/O.
-const CORE: [&str; 15] = [
+const CORE: [&str; 16] = [
     "src/validation.rs",
     "src/validation/rules.rs",
     "src/validation/policy.rs",
@@ -21,6 +21,7 @@ const CORE: [&str; 15] = [
     "src/ownership.rs",
     "src/reconcile/at_rest.rs",
     "src/reconcile/plan.rs",
+    "src/reconcile/slim.rs",
 ];
 
 /// What the core may use of the `kube` crate: types and derives, never the client or runtime.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -19,15 +18,13 @@ use super::echoes::Echoes;
 use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
 use super::relist;
+use super::slim;
 use super::sweep;
-use crate::api::{
-    CREDENTIALS_LABEL, MAX_ANNOTATION_VALUE, OPERATOR_ANNOTATIONS, TIER_LABEL, VaultConnection,
-};
+use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
 use crate::backoff;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::ssm::Ssm;
-use crate::status::drop_derived_messages;
 use crate::verify::step::Verification;
 
 /// What every controller scope of one operator process shares.
@@ -63,44 +60,6 @@ where
 /// Objects per page of the initial list (kube-runtime's default is 500: with padded objects that
 /// is hundreds of MiB held at once).
 const LIST_PAGE_SIZE: u32 = 50;
-
-/// Drops what the reconciler never reads before a connection is cached: managedFields, labels,
-/// annotations but the operator's own requests (each kept only when short), and the messages a
-/// Ready status can derive.
-pub fn slim(vc: &mut VaultConnection) {
-    vc.metadata.managed_fields = None;
-    vc.metadata.annotations = vc.metadata.annotations.take().and_then(|mut a| {
-        a.retain(|k, v| {
-            OPERATOR_ANNOTATIONS.contains(&k.as_str()) && v.len() <= MAX_ANNOTATION_VALUE
-        });
-        (!a.is_empty()).then_some(a)
-    });
-    vc.metadata.labels = None;
-    if let Some(status) = vc.status.as_mut() {
-        drop_derived_messages(status);
-    }
-}
-
-/// Drops what the reconciler never reads from cached metadata: managedFields, creation time,
-/// annotations (a Secret's last-applied annotation would even hold its data), owners,
-/// finalizers, every label but `keep`, and the uid unless `uid` (a namespace's identity).
-fn slim_meta(meta: &mut ObjectMeta, keep: Option<&str>, uid: bool) {
-    meta.managed_fields = None;
-    if !uid {
-        meta.uid = None;
-    }
-    meta.creation_timestamp = None;
-    meta.annotations = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.labels = match (meta.labels.take(), keep) {
-        (Some(mut labels), Some(key)) => {
-            labels.retain(|k, _| k == key);
-            (!labels.is_empty()).then_some(labels)
-        }
-        _ => None,
-    };
-}
 
 /// A namespace's tier label, as a predicate: only a change of it re-checks the namespace's
 /// connections.
@@ -157,7 +116,7 @@ pub fn run_scope(
                     api::<VaultConnection>(&client, &scope),
                     watcher::Config::default().page_size(LIST_PAGE_SIZE),
                 )
-                .modify(slim),
+                .modify(slim::connection),
                 store.clone(),
                 metrics.clone(),
                 "connections",
@@ -188,10 +147,7 @@ pub fn run_scope(
                         .labels(&format!("{CREDENTIALS_LABEL}=true"))
                         .page_size(LIST_PAGE_SIZE),
                 )
-                .modify(|s| {
-                    s.types = None;
-                    slim_meta(&mut s.metadata, None, false);
-                }),
+                .modify(slim::secret),
                 secrets.clone(),
                 metrics.clone(),
                 "secrets",
@@ -229,10 +185,7 @@ pub fn run_scope(
                     Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
                     ns_config,
                 )
-                .modify(|n| {
-                    n.types = None;
-                    slim_meta(&mut n.metadata, Some(TIER_LABEL), true);
-                }),
+                .modify(slim::namespace),
                 namespaces.clone(),
                 metrics.clone(),
                 "namespaces",
