@@ -1,5 +1,5 @@
 //! A watch that lost its place lists again, and the list is merged into the operator's caches
-//! in place: counted, and costing no SSM call and no reconcile that writes. Forced for real:
+//! in place: counted, and costing no SSM call and no reconcile. Forced for real:
 //! the API server is stopped, etcd's revision moves on behind its back, and the restarted API
 //! server answers the resumed watches 410 Gone.
 
@@ -32,9 +32,16 @@ async fn a_relist_after_410_gone_is_merged_in_place_and_costs_no_ssm_call() {
             .await
     };
     assert_eq!(relists().await, 0.0, "no relist before the API server goes");
-    let (gets, puts) = (
+    // Whatever the creates woke has run before the count is taken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reconciles = || async {
+        op.metric("vault_connection_operator_reconciles_total", "")
+            .await
+    };
+    let (gets, puts, before) = (
         op.ssm_calls("GetParameter").await,
         op.ssm_calls("PutParameter").await,
+        reconciles().await,
     );
 
     private.component("stop", "kube-apiserver");
@@ -58,6 +65,11 @@ async fn a_relist_after_410_gone_is_merged_in_place_and_costs_no_ssm_call() {
         op.ssm_calls("PutParameter").await,
         puts,
         "and wrote nothing"
+    );
+    assert_eq!(
+        reconciles().await,
+        before,
+        "and woke no reconcile: every object was listed at the version already cached"
     );
 
     // The merged caches serve as before: a rotation lands, a new connection syncs.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::budget::Budget;
@@ -154,9 +154,9 @@ pub fn run_scope(
             )
             .reflect(secret_writer),
         )
-        .touched_objects()
-        // A relist replays every Secret with the resourceVersion already seen: no news.
-        .predicate_filter(predicates::resource_version, Default::default());
+        // A relist passes on only the Secrets whose resourceVersion moved on (`relist`): an
+        // unchanged Secret is no news, and no per-Secret filter state is held for it.
+        .touched_objects();
     // The Secrets' first list wakes nobody: every connection reconciles from its own first
     // list, reading this cache once it is filled, so waking them again doubled the reconciles
     // of a start.
