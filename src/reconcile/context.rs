@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -16,6 +16,7 @@ use super::budget::Budget;
 use super::echoes::Echoes;
 use super::evidence::Evidence;
 use super::synced::Synced;
+use super::versions::Versions;
 use crate::api::VaultConnection;
 use crate::metrics::Metrics;
 pub use crate::ownership::MANAGED_BY;
@@ -91,8 +92,8 @@ impl Memos {
 pub struct Caches {
     /// The VaultConnections.
     pub store: Store<VaultConnection>,
-    /// The opted-in Secrets' metadata.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The opted-in Secrets' resourceVersions.
+    pub secrets: Versions,
     /// The namespaces' metadata.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Set once all three are filled.
@@ -104,7 +105,7 @@ pub struct Caches {
 pub struct Filled {
     /// The connections.
     pub connections: Synced,
-    /// The Secrets' metadata.
+    /// The Secrets' versions.
     pub secrets: Synced,
     /// The namespaces' metadata.
     pub namespaces: Synced,
@@ -144,8 +145,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Cache of the VaultConnections this controller watches (for tier order).
     pub store: Store<VaultConnection>,
-    /// Cache of the opted-in Secrets' metadata (their resourceVersions).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Cache of the opted-in Secrets' resourceVersions.
+    pub secrets: Versions,
     /// Cache of the namespaces' metadata (their tier labels).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Whether the caches have been filled.

@@ -29,6 +29,7 @@ mod synced;
 mod tier;
 mod touch;
 mod verify;
+pub mod versions;
 mod watches;
 mod write;
 

@@ -1,6 +1,6 @@
 //! Step 1, read: the spec (checked by the pure core), the namespace's identity and the
-//! credentials Secret. The Secret's metadata and the namespace's uid come from the watch caches,
-//! so a connection whose status already records a sync of this spec and this Secret version
+//! credentials Secret. The Secret's resourceVersion and the namespace's uid come from the watch
+//! caches, so a connection whose status already records a sync of this spec and this Secret version
 //! under this validation policy costs no read at all; the Secret's data is read (only when it
 //! opts in with the label) when it changed, when the policy changed (to check the stored
 //! credentials again), or when the drift sweep asks for a full check. Everything a person must
@@ -8,7 +8,6 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::at_rest::{Recorded, kms_key_for, unchanged};
@@ -80,10 +79,7 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
     };
     // The caches are complete before the first answer is taken from them.
     ctx.filled.wait().await;
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&spec.secret_name).within(&ns))
-        .and_then(|s| s.metadata.resource_version.clone());
+    let cached = ctx.secrets.version(&ns, &spec.secret_name);
     let Some(cached_version) = cached else {
         return Ok(Err(
             missing_or_unlabelled(ctx, &ns, &spec.secret_name).await?

@@ -16,16 +16,40 @@ use kube::runtime::watcher::{self, Event};
 
 use crate::metrics::Metrics;
 
-/// `events` with every relist after the first merged into `store` in place (see the module).
+/// What a relist compares with: the cache the events are applied to.
+pub trait Cached<K: Resource<DynamicType = ()>> {
+    /// The resourceVersion cached for the object `key` names.
+    fn version(&self, key: &ObjectRef<K>) -> Option<String>;
+    /// The cached objects whose keys are not in `listed`, as their deletion events carry them.
+    fn missing(&self, listed: &HashSet<ObjectRef<K>>) -> Vec<K>;
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Cached<K> for Store<K> {
+    fn version(&self, key: &ObjectRef<K>) -> Option<String> {
+        self.get(key)?.meta().resource_version.clone()
+    }
+
+    fn missing(&self, listed: &HashSet<ObjectRef<K>>) -> Vec<K> {
+        self.state()
+            .into_iter()
+            .filter(|obj| !listed.contains(&key(&**obj)))
+            .map(|obj| (*obj).clone())
+            .collect()
+    }
+}
+
+/// `events` with every relist after the first merged into `store` in place (see the module);
+/// `store` is the cache the events go on to fill.
 /// `cache` names the cache in the `cache_relists` metric.
-pub fn in_place<K, S>(
+pub fn in_place<K, C, S>(
     events: S,
-    store: Store<K>,
+    store: C,
     metrics: Metrics,
     cache: &'static str,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
+    C: Cached<K>,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
 {
     let mut relist = Relist {
@@ -53,8 +77,8 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
     }
 }
 
-struct Relist<K: Resource<DynamicType = ()> + 'static> {
-    store: Store<K>,
+struct Relist<K: Resource<DynamicType = ()> + 'static, C> {
+    store: C,
     /// The first list has ended: it filled the cache the usual way.
     filled: bool,
     /// The keys a relist under way has listed so far.
@@ -63,7 +87,7 @@ struct Relist<K: Resource<DynamicType = ()> + 'static> {
     cache: &'static str,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
+impl<K: Resource<DynamicType = ()> + Clone + 'static, C: Cached<K>> Relist<K, C> {
     fn step(&mut self, event: Event<K>) -> Vec<Event<K>> {
         if !self.filled {
             self.filled = matches!(event, Event::InitDone);
@@ -77,10 +101,8 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
             }
             Event::InitApply(obj) => {
                 let key = key(&obj);
-                let unchanged = self.store.get(&key).is_some_and(|cached| {
-                    cached.meta().resource_version.is_some()
-                        && cached.meta().resource_version == obj.meta().resource_version
-                });
+                let unchanged = obj.meta().resource_version.is_some()
+                    && self.store.version(&key) == obj.meta().resource_version;
                 self.listed.get_or_insert_with(HashSet::new).insert(key);
                 if unchanged {
                     vec![]
@@ -91,10 +113,9 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
             Event::InitDone => {
                 let listed = self.listed.take().unwrap_or_default();
                 self.store
-                    .state()
+                    .missing(&listed)
                     .into_iter()
-                    .filter(|obj| !listed.contains(&key(&**obj)))
-                    .map(|obj| Event::Delete((*obj).clone()))
+                    .map(Event::Delete)
                     .collect()
             }
             other => vec![other],

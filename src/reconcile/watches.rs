@@ -20,6 +20,7 @@ use super::pipeline::{error_policy, reconcile};
 use super::relist;
 use super::slim;
 use super::sweep;
+use super::versions::Versions;
 use crate::api::{CREDENTIALS_LABEL, TIER_LABEL, VaultConnection};
 use crate::backoff;
 use crate::metrics::Metrics;
@@ -135,8 +136,9 @@ pub fn run_scope(
 
     // A rotated Secret reaches its connections: opted-in Secrets are watched by metadata only,
     // and the cache of their resourceVersions is what lets a reconcile at rest skip reading the
-    // Secret.
-    let (secrets, secret_writer) = reflector::store();
+    // Secret. Only their versions are kept (`versions`), not a store of metadata objects.
+    let secrets = Versions::default();
+    let versions = secrets.clone();
     let secret_events = filled
         .secrets
         .track(
@@ -152,7 +154,7 @@ pub fn run_scope(
                 metrics.clone(),
                 "secrets",
             )
-            .reflect(secret_writer),
+            .inspect_ok(move |event| versions.observe(event)),
         )
         // A relist passes on only the Secrets whose resourceVersion moved on (`relist`): an
         // unchanged Secret is no news, and no per-Secret filter state is held for it.
