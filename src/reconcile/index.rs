@@ -16,44 +16,70 @@ use crate::api::VaultConnection;
 /// `(namespace, name)`.
 type Key = (String, String);
 
+/// One namespace's part of the index (its name is held once, by the map of parts).
+#[derive(Debug, Default)]
+struct Part {
+    /// Connections naming each Secret.
+    naming: HashMap<Box<str>, Vec<Box<str>>>,
+    /// The Secret each connection names.
+    secret_of: HashMap<Box<str>, Box<str>>,
+}
+
+impl Part {
+    fn insert(&mut self, name: &str, secret: &str) {
+        if let Some(old) = self.secret_of.get(name) {
+            if &**old == secret {
+                return;
+            }
+            let old = old.clone();
+            self.unlink(&old, name);
+        }
+        let names = self.naming.entry(secret.into()).or_default();
+        // Most Secrets are named by one connection: room for one, not the usual four.
+        if names.len() == names.capacity() && names.len() < 4 {
+            names.reserve_exact(1);
+        }
+        names.push(name.into());
+        self.secret_of.insert(name.into(), secret.into());
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(secret) = self.secret_of.remove(name) {
+            self.unlink(&secret, name);
+        }
+    }
+
+    fn unlink(&mut self, secret: &str, name: &str) {
+        if let Some(names) = self.naming.get_mut(secret) {
+            names.retain(|n| &**n != name);
+            if names.is_empty() {
+                self.naming.remove(secret);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Connections naming each Secret.
-    naming: HashMap<Key, HashSet<String>>,
-    /// The Secret each connection names.
-    secret_of: HashMap<Key, String>,
+    /// By namespace.
+    parts: HashMap<Box<str>, Part>,
     /// During a relist: the connections listed so far.
     listed: Option<HashSet<Key>>,
 }
 
 impl Inner {
     fn insert(&mut self, ns: &str, name: &str, secret: &str) {
-        let key = (ns.to_owned(), name.to_owned());
-        if let Some(old) = self.secret_of.get(&key) {
-            if old == secret {
-                return;
-            }
-            let old = (ns.to_owned(), old.clone());
-            self.unlink(&old, name);
-        }
-        self.naming
-            .entry((ns.to_owned(), secret.to_owned()))
+        self.parts
+            .entry(ns.into())
             .or_default()
-            .insert(name.to_owned());
-        self.secret_of.insert(key, secret.to_owned());
+            .insert(name, secret);
     }
 
-    fn remove(&mut self, key: &Key) {
-        if let Some(secret) = self.secret_of.remove(key) {
-            self.unlink(&(key.0.clone(), secret), &key.1);
-        }
-    }
-
-    fn unlink(&mut self, secret: &Key, name: &str) {
-        if let Some(names) = self.naming.get_mut(secret) {
-            names.remove(name);
-            if names.is_empty() {
-                self.naming.remove(secret);
+    fn remove(&mut self, ns: &str, name: &str) {
+        if let Some(part) = self.parts.get_mut(ns) {
+            part.remove(name);
+            if part.secret_of.is_empty() {
+                self.parts.remove(ns);
             }
         }
     }
@@ -87,8 +113,8 @@ impl BySecret {
                 }
             }
             Event::Delete(vc) => {
-                if let Some(key) = key_of(vc) {
-                    inner.remove(&key);
+                if let Some((ns, name)) = key_of(vc) {
+                    inner.remove(&ns, &name);
                 }
             }
             Event::Init => inner.listed = Some(HashSet::new()),
@@ -97,13 +123,17 @@ impl BySecret {
                     return;
                 };
                 let gone: Vec<Key> = inner
-                    .secret_of
-                    .keys()
-                    .filter(|k| !listed.contains(*k))
-                    .cloned()
+                    .parts
+                    .iter()
+                    .flat_map(|(ns, part)| {
+                        part.secret_of
+                            .keys()
+                            .map(|name| (ns.to_string(), name.to_string()))
+                    })
+                    .filter(|k| !listed.contains(k))
                     .collect();
-                for key in gone {
-                    inner.remove(&key);
+                for (ns, name) in gone {
+                    inner.remove(&ns, &name);
                 }
             }
         }
@@ -112,8 +142,9 @@ impl BySecret {
     /// The connections in `ns` naming Secret `secret`, as reconcile requests.
     pub fn naming(&self, ns: &str, secret: &str) -> Vec<ObjectRef<VaultConnection>> {
         self.inner()
-            .naming
-            .get(&(ns.to_owned(), secret.to_owned()))
+            .parts
+            .get(ns)
+            .and_then(|part| part.naming.get(secret))
             .into_iter()
             .flatten()
             .map(|name| ObjectRef::new(name).within(ns))
@@ -123,7 +154,7 @@ impl BySecret {
     /// How many connections are indexed.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner().secret_of.len()
+        self.inner().parts.values().map(|p| p.secret_of.len()).sum()
     }
 }
 
