@@ -125,11 +125,11 @@ pub struct VaultConnectionSpec {
 
     /// Doppler settings. Required when vaultType is doppler, and must be absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doppler: Option<DopplerSpec>,
+    pub doppler: Option<Box<DopplerSpec>>,
 
     /// Infisical settings. Required when vaultType is infisical, and must be absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub infisical: Option<InfisicalSpec>,
+    pub infisical: Option<Box<InfisicalSpec>>,
 
     /// Options for the SSM parameter that holds the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +155,7 @@ pub struct CredentialsSecretRef {
     /// Which keys of the Secret hold which credential. Each defaults to the provider API's own
     /// name: access_token, client_id, client_secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keys: Option<CredentialKeys>,
+    pub keys: Option<Box<CredentialKeys>>,
 }
 
 /// Names of the Secret keys that hold each credential.
@@ -260,7 +260,7 @@ pub struct VaultConnectionStatus {
     /// version of the Secret and the spec it is about, and the result. Metadata only; it lets a
     /// restarted operator skip asking the provider again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<VerificationStatus>,
+    pub verification: Option<Box<VerificationStatus>>,
 }
 
 /// A final answer of credential verification, and the credentials it is about.

@@ -329,14 +329,18 @@ fn spec_of(vt: VaultType) -> ValidSpec {
             name: "creds".into(),
             keys: None,
         },
-        doppler: (vt == VaultType::Doppler).then(|| DopplerSpec {
-            project: "p".into(),
-            config: "c".into(),
+        doppler: (vt == VaultType::Doppler).then(|| {
+            Box::new(DopplerSpec {
+                project: "p".into(),
+                config: "c".into(),
+            })
         }),
-        infisical: (vt == VaultType::Infisical).then(|| InfisicalSpec {
-            project_id: "p".into(),
-            environment: "e".into(),
-            secret_path: "/".into(),
+        infisical: (vt == VaultType::Infisical).then(|| {
+            Box::new(InfisicalSpec {
+                project_id: "p".into(),
+                environment: "e".into(),
+                secret_path: "/".into(),
+            })
         }),
         ssm: None,
         deletion_policy: DeletionPolicy::Delete,

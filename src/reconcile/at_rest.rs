@@ -242,11 +242,11 @@ mod tests {
             http_status: None,
         };
         if let Some(s) = vc.status.as_mut() {
-            s.verification = Some(answer("40", 2));
+            s.verification = Some(Box::new(answer("40", 2)));
         }
         assert!(!check(&vc, true), "answer about an older Secret");
         if let Some(s) = vc.status.as_mut() {
-            s.verification = Some(answer("41", 2));
+            s.verification = Some(Box::new(answer("41", 2)));
         }
         assert!(check(&vc, true));
         assert!(check(&vc, false));

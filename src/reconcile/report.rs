@@ -85,7 +85,7 @@ fn verified(
                 previous,
                 now,
             ));
-            next.verification = c.record.clone();
+            next.verification = c.record.clone().map(Box::new);
         }
         None if on => next.conditions.extend(
             previous

@@ -17,14 +17,18 @@ fn spec(vault_type: VaultType) -> VaultConnectionSpec {
             name: "creds".into(),
             keys: None,
         },
-        doppler: (vault_type == VaultType::Doppler).then(|| DopplerSpec {
-            project: "proj".into(),
-            config: "prd".into(),
+        doppler: (vault_type == VaultType::Doppler).then(|| {
+            Box::new(DopplerSpec {
+                project: "proj".into(),
+                config: "prd".into(),
+            })
         }),
-        infisical: (vault_type == VaultType::Infisical).then(|| InfisicalSpec {
-            project_id: "project-1".into(),
-            environment: "prod".into(),
-            secret_path: "/".into(),
+        infisical: (vault_type == VaultType::Infisical).then(|| {
+            Box::new(InfisicalSpec {
+                project_id: "project-1".into(),
+                environment: "prod".into(),
+                secret_path: "/".into(),
+            })
         }),
         ssm: None,
         deletion_policy: DeletionPolicy::Delete,
@@ -216,11 +220,11 @@ fn secret_name_must_be_a_dns_subdomain() {
 #[test]
 fn secret_keys_must_be_valid_secret_keys() {
     let mut s = spec(VaultType::OnePassword);
-    s.credentials_secret_ref.keys = Some(CredentialKeys {
+    s.credentials_secret_ref.keys = Some(Box::new(CredentialKeys {
         access_token: Some("bad key".into()),
         client_id: None,
         client_secret: None,
-    });
+    }));
     only_error_on(&s, "spec.credentialsSecretRef.keys.accessToken");
 }
 
@@ -309,11 +313,11 @@ fn a_missing_key_is_reported_as_missing_key() {
 #[test]
 fn custom_key_names_are_read() {
     let mut s = spec(VaultType::OnePassword);
-    s.credentials_secret_ref.keys = Some(CredentialKeys {
+    s.credentials_secret_ref.keys = Some(Box::new(CredentialKeys {
         access_token: Some("token".into()),
         client_id: None,
         client_secret: None,
-    });
+    }));
     accepts(&s, &data(&[("token", b"ops_x")]));
 }
 

@@ -67,7 +67,10 @@ impl Verification {
             generation: vc.metadata.generation,
             request: reverify_request(vc),
         };
-        let previous = vc.status.as_ref().and_then(|s| s.verification.clone());
+        let previous = vc
+            .status
+            .as_ref()
+            .and_then(|s| s.verification.as_deref().cloned());
         let recorded = previous
             .as_ref()
             .and_then(|r| Verdict::from_record(r, provider.vault_type(), &version));

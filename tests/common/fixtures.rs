@@ -33,14 +33,18 @@ impl Connection {
                     name: name.to_owned(),
                     keys: None,
                 },
-                doppler: (vault_type == VaultType::Doppler).then(|| DopplerSpec {
-                    project: "p".into(),
-                    config: "c".into(),
+                doppler: (vault_type == VaultType::Doppler).then(|| {
+                    Box::new(DopplerSpec {
+                        project: "p".into(),
+                        config: "c".into(),
+                    })
                 }),
-                infisical: (vault_type == VaultType::Infisical).then(|| InfisicalSpec {
-                    project_id: "p".into(),
-                    environment: "prod".into(),
-                    secret_path: "/".into(),
+                infisical: (vault_type == VaultType::Infisical).then(|| {
+                    Box::new(InfisicalSpec {
+                        project_id: "p".into(),
+                        environment: "prod".into(),
+                        secret_path: "/".into(),
+                    })
                 }),
                 ssm: None,
                 deletion_policy: DeletionPolicy::Delete,

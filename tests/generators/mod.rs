@@ -180,9 +180,12 @@ pub fn any_spec() -> impl Strategy<Value = (String, VaultConnectionSpec)> {
                     vault_type,
                     display_name,
                     description,
-                    credentials_secret_ref: CredentialsSecretRef { name: secret, keys },
-                    doppler,
-                    infisical,
+                    credentials_secret_ref: CredentialsSecretRef {
+                        name: secret,
+                        keys: keys.map(Box::new),
+                    },
+                    doppler: doppler.map(Box::new),
+                    infisical: infisical.map(Box::new),
                     ssm,
                     deletion_policy,
                 };
@@ -250,9 +253,12 @@ pub fn valid_spec(vault_type: VaultType) -> BoxedStrategy<VaultConnectionSpec> {
                     vault_type,
                     display_name,
                     description,
-                    credentials_secret_ref: CredentialsSecretRef { name: secret, keys },
-                    doppler: (vault_type == VaultType::Doppler).then_some(doppler),
-                    infisical: (vault_type == VaultType::Infisical).then_some(infisical),
+                    credentials_secret_ref: CredentialsSecretRef {
+                        name: secret,
+                        keys: keys.map(Box::new),
+                    },
+                    doppler: (vault_type == VaultType::Doppler).then(|| Box::new(doppler)),
+                    infisical: (vault_type == VaultType::Infisical).then(|| Box::new(infisical)),
                     ssm: kms.map(|k| SsmSpec {
                         kms_key_id: Some(k),
                     }),
@@ -274,20 +280,24 @@ pub fn provider_spec() -> impl Strategy<Value = ValidSpec> {
             description: None,
             credentials_secret_ref: CredentialsSecretRef {
                 name: "creds".into(),
-                keys: Some(CredentialKeys {
+                keys: Some(Box::new(CredentialKeys {
                     access_token: Some(a.into()),
                     client_id: Some(i.into()),
                     client_secret: Some(s.into()),
-                }),
+                })),
             },
-            doppler: (vt == VaultType::Doppler).then(|| DopplerSpec {
-                project: "p".into(),
-                config: "c".into(),
+            doppler: (vt == VaultType::Doppler).then(|| {
+                Box::new(DopplerSpec {
+                    project: "p".into(),
+                    config: "c".into(),
+                })
             }),
-            infisical: (vt == VaultType::Infisical).then(|| InfisicalSpec {
-                project_id: "project".into(),
-                environment: "prod".into(),
-                secret_path: "/".into(),
+            infisical: (vt == VaultType::Infisical).then(|| {
+                Box::new(InfisicalSpec {
+                    project_id: "project".into(),
+                    environment: "prod".into(),
+                    secret_path: "/".into(),
+                })
             }),
             ssm: None,
             deletion_policy: DeletionPolicy::Delete,
