@@ -98,6 +98,7 @@ struct Inner {
     ssm_calls: Family<SsmLabels, Counter>,
     drift_checked: Family<DriftLabels, Counter>,
     cache_relists: Family<CacheLabels, Counter>,
+    secret_reads: Counter,
     provider_requests: Family<ProviderLabels, Counter>,
     reconciles: Family<ReasonLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
@@ -137,6 +138,14 @@ impl Metrics {
             "Complete lists a cache took again after its watch lost its place (an API server \
              restart, 410 Gone), merged into the cache in place, by cache",
             cache_relists.clone(),
+        );
+        let secret_reads = Counter::default();
+        registry.register(
+            "secret_reads",
+            "Reads of a credentials Secret's data from the API server (a list of the one opted-in \
+             Secret); a Secret touched without a change of its data is read once, not once per \
+             connection naming it",
+            secret_reads.clone(),
         );
         let provider_requests = Family::<ProviderLabels, Counter>::default();
         registry.register(
@@ -188,6 +197,7 @@ impl Metrics {
                 ssm_calls,
                 drift_checked,
                 cache_relists,
+                secret_reads,
                 provider_requests,
                 reconciles,
                 reconcile_errors,
@@ -214,6 +224,11 @@ impl Metrics {
             .drift_checked
             .get_or_create(&DriftLabels { result })
             .inc();
+    }
+
+    /// Counts one read of a credentials Secret's data.
+    pub fn secret_read(&self) {
+        self.inner.secret_reads.inc();
     }
 
     /// Counts one relist of `cache` (`connections`, `secrets`, `namespaces`) after its first.

@@ -148,6 +148,7 @@ fn what_the_operator_holds_per_connection_stays_within_its_budget() {
         digest: evidence.digest(&"x".to_owned().into()),
         kms_key_id: "alias/aws/ssm".into(),
         tier: Tier::Standard,
+        source: Some(evidence.data_digest(&Default::default())),
     };
     let evidence_cost = cost("evidence (after its own writes)", || {
         for vc in &cached {

@@ -1,8 +1,8 @@
 //! A fleet where no tenant can slow another, counted at the SSM proxy: refused connections cost
 //! nothing at rest or when their Secrets are touched, and wait for a change (a freed slot admits
-//! one), and a Secret touched without
-//! a change of its data (an annotate loop) costs no decrypting read, and at most one status patch
-//! per connection per drift interval.
+//! one), and a Secret touched without a change of its data (an annotate loop) costs no decrypting
+//! read, one read of the Secret per touch (not one per connection naming it), and at most one
+//! status patch per connection per drift interval.
 
 mod common;
 
@@ -154,13 +154,17 @@ async fn touching_a_shared_secret_without_changing_its_data_costs_nothing() {
         return;
     };
     let w = &c.w;
-    let _op = c
+    let op = c
         .operator(
             Options::new()
                 .env("VCO_DEFAULT_TIER", "enterprise")
                 .env("VCO_DRIFT_CHECK_INTERVAL", "1h"),
         )
         .await;
+    let secret_reads = || async {
+        let reads = op.gauge("vault_connection_operator_secret_reads_total");
+        reads.await.expect("the Secret reads metric") as u64
+    };
     w.apply(Credentials::secret("shared").token("ops_shared0"))
         .await;
     let names: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
@@ -183,6 +187,7 @@ async fn touching_a_shared_secret_without_changing_its_data_costs_nothing() {
     };
     settled("the connections to settle", || versions(w)).await;
     let (reads0, puts0) = (c.decrypting(), c.proxy.count("PutParameter"));
+    let lists0 = secret_reads().await;
 
     // The first touch: status records the Secret's new version (so a restart reads nothing),
     // without a call to SSM.
@@ -213,8 +218,18 @@ async fn touching_a_shared_secret_without_changing_its_data_costs_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reads = c.decrypting() - reads0;
-    eprintln!("decrypting reads for 4 annotations of a Secret 20 connections share: {reads}");
+    let lists = secret_reads().await - lists0;
+    eprintln!(
+        "for 4 annotations of a Secret 20 connections share: {reads} decrypting reads, {lists} \
+         reads of the Secret"
+    );
     assert_eq!(reads, 0, "no decrypting read for a touch");
+    // Each touch is read by the first connection to wake (a wake that overlaps the next touch
+    // may read once more); the other 19 are answered by that read.
+    assert!(
+        lists <= 8,
+        "{lists} reads of the Secret for 4 touches: one per touch, not one per connection"
+    );
     assert_eq!(c.proxy.count("PutParameter"), puts0, "no write");
     assert_eq!(
         versions(w).await,

@@ -285,6 +285,8 @@ impl Context {
             })
             .collect();
         self.evidence.retain(|name| names.contains(name));
+        self.evidence
+            .forget_reads_older_than(super::evidence::READS_KEPT);
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
         self.echoes.retain(|uid| alive.contains(uid));

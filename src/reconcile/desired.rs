@@ -23,6 +23,8 @@ pub struct Desired {
     pub value: SecretString,
     /// Its salted digest in this process (see [`Evidence`]).
     pub digest: Digest,
+    /// The salted digest of the Secret data it was rendered from.
+    pub source: Digest,
     /// Tier for the document's size (never below the tier status records).
     pub tier: Tier,
     /// KMS key: the spec's, else the operator's default.
@@ -60,6 +62,7 @@ pub fn desired(
         namespace_uid,
         kms_key_id,
         secret_version,
+        source,
         ..
     } = inputs;
     let connection = validate_credentials(&spec, &secret, &settings.policy).map_err(|errors| {
@@ -90,6 +93,7 @@ pub fn desired(
         takeover: takeover(vc, settings),
         name: parameter,
         digest: evidence.digest(&value),
+        source,
         value,
         tier,
         kms_key_id,

@@ -9,15 +9,23 @@
 //! The digest is salted with a random per-process key and never leaves the process (not in
 //! status, logs or metrics), so it tells nothing about a value even to someone who reads memory
 //! dumps across processes.
+//!
+//! It also keeps, for a short while, what this process read of each credentials Secret: the
+//! version it read and a salted digest of the data. A Secret touched without a change of its data
+//! (an annotate loop) wakes every connection naming it; the first one reads the Secret, and the
+//! others find that the data at that version is the data their parameter was written from, and
+//! read nothing.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest as _, Sha256};
 
 use crate::document::Tier;
 use crate::ssm::Meta;
+use crate::validation::SecretData;
 
 /// A salted digest of a document (equal documents, equal digests, within one process).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,12 +51,50 @@ pub struct Known {
     pub kms_key_id: String,
     /// Its tier.
     pub tier: Tier,
+    /// The digest of the Secret data the document was rendered from ([`Evidence::data_digest`]),
+    /// when this process rendered it.
+    pub source: Option<Digest>,
 }
+
+/// How long a read of a Secret's data answers for the other connections naming it (at least;
+/// reads are forgotten at the drift sweep's end).
+pub const READS_KEPT: Duration = Duration::from_secs(60);
+
+/// A read of a Secret's data by this process: the version read, the digest of the data, and
+/// when.
+struct SecretRead {
+    version: Box<str>,
+    digest: Digest,
+    at: Instant,
+}
+
+/// Namespace and name of a Secret.
+type SecretKey = (Box<str>, Box<str>);
 
 /// Every parameter this process knows, by name.
 pub struct Evidence {
     salt: [u8; 32],
     known: Mutex<HashMap<String, Known>>,
+    reads: Mutex<HashMap<SecretKey, SecretRead>>,
+    reading: Mutex<HashMap<SecretKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The turn to read one Secret: while it is held, the other connections naming the Secret wait,
+/// and then find the read it made.
+pub struct ReadTurn<'a> {
+    evidence: &'a Evidence,
+    key: SecretKey,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for ReadTurn<'_> {
+    fn drop(&mut self) {
+        let mut reading = self.evidence.reading.lock().unwrap_or_else(|e| e.into_inner());
+        // Held by the map and this turn only: nobody waits, so the entry goes.
+        if reading.get(&self.key).is_some_and(|l| Arc::strong_count(l) == 2) {
+            reading.remove(&self.key);
+        }
+    }
 }
 
 impl Default for Evidence {
@@ -56,6 +102,8 @@ impl Default for Evidence {
         Evidence {
             salt: rand::random(),
             known: Mutex::default(),
+            reads: Mutex::default(),
+            reading: Mutex::default(),
         }
     }
 }
@@ -75,6 +123,72 @@ impl Evidence {
         let mut short = [0u8; 16];
         short.copy_from_slice(&full[..16]);
         Digest(short)
+    }
+
+    /// The digest of a Secret's `data` in this process: every key and value, in key order, each
+    /// prefixed with its length (so no two maps share one), under the same salt as documents but
+    /// in a domain of their own.
+    pub fn data_digest(&self, data: &SecretData) -> Digest {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(b"secret-data");
+        for (key, value) in data {
+            h.update((key.len() as u64).to_le_bytes());
+            h.update(key.as_bytes());
+            h.update((value.len() as u64).to_le_bytes());
+            h.update(value);
+        }
+        let full = h.finalize();
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&full[..16]);
+        Digest(short)
+    }
+
+    fn reads(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, SecretRead>> {
+        // As above: each entry is replaced whole.
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the turn to read Secret `name` in `ns`: one read of a Secret at a time, so the
+    /// connections a touch wakes together read it once.
+    pub async fn turn_to_read(&self, ns: &str, name: &str) -> ReadTurn<'_> {
+        let key: SecretKey = (ns.into(), name.into());
+        let lock = {
+            let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+            reading.entry(key.clone()).or_default().clone()
+        };
+        ReadTurn {
+            evidence: self,
+            key,
+            _held: lock.lock_owned().await,
+        }
+    }
+
+    /// Remembers that this process read Secret `name` in `ns` at `version`, with data of
+    /// `digest`.
+    pub fn read(&self, ns: &str, name: &str, version: &str, digest: Digest) {
+        let read = SecretRead {
+            version: version.into(),
+            digest,
+            at: Instant::now(),
+        };
+        self.reads().insert((ns.into(), name.into()), read);
+    }
+
+    /// The digest of the data this process read of Secret `name` in `ns` at `version`, if its
+    /// last read of it was of that version.
+    pub fn read_of(&self, ns: &str, name: &str, version: &str) -> Option<Digest> {
+        let key: SecretKey = (ns.into(), name.into());
+        self.reads()
+            .get(&key)
+            .filter(|r| &*r.version == version)
+            .map(|r| r.digest)
+    }
+
+    /// Forgets the reads made more than `age` ago: they are for the connections a touch wakes
+    /// together, not a cache of every Secret.
+    pub fn forget_reads_older_than(&self, age: Duration) {
+        self.reads().retain(|_, r| r.at.elapsed() < age);
     }
 
     /// What this process knows of `name` for `owner`, if SSM still shows it as `meta` (the same
@@ -142,6 +256,7 @@ mod tests {
             digest: e.digest(&SecretString::from(doc)),
             kms_key_id: "alias/aws/ssm".into(),
             tier: Tier::Standard,
+            source: None,
         }
     }
 
@@ -200,5 +315,61 @@ mod tests {
         assert!(e.get("/p/c/a/x", &owner()).is_none() && e.get("/p/c/a/y", &owner()).is_some());
         e.retain(|n| n.starts_with("/p/c/b/"));
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn a_read_answers_for_its_version_only_and_is_forgotten_with_age() {
+        let e = Evidence::default();
+        let data = |v: &str| SecretData::from([("token".to_owned(), v.as_bytes().to_vec())]);
+        let d1 = e.data_digest(&data("ops_1"));
+        assert_eq!(d1, e.data_digest(&data("ops_1")), "equal data, equal digests");
+        assert_ne!(d1, e.data_digest(&data("ops_2")));
+        let split = SecretData::from([
+            ("a".to_owned(), b"bc".to_vec()),
+            ("d".to_owned(), Vec::new()),
+        ]);
+        let joined = SecretData::from([("a".to_owned(), b"b".to_vec()), ("cd".to_owned(), Vec::new())]);
+        assert_ne!(e.data_digest(&split), e.data_digest(&joined), "lengths keep maps apart");
+        assert_ne!(
+            e.data_digest(&data("ops_1")),
+            Evidence::default().data_digest(&data("ops_1")),
+            "another process, another salt"
+        );
+        assert_ne!(
+            e.data_digest(&SecretData::new()),
+            e.digest(&SecretString::from("")),
+            "Secret data and documents are digested apart"
+        );
+
+        e.read("team-a", "creds", "7", d1);
+        assert_eq!(e.read_of("team-a", "creds", "7"), Some(d1));
+        assert_eq!(e.read_of("team-a", "creds", "8"), None, "another version");
+        assert_eq!(e.read_of("team-b", "creds", "7"), None, "another namespace");
+        e.forget_reads_older_than(Duration::from_secs(60));
+        assert_eq!(e.read_of("team-a", "creds", "7"), Some(d1), "young reads stay");
+        e.forget_reads_older_than(Duration::ZERO);
+        assert_eq!(e.read_of("team-a", "creds", "7"), None, "old reads go");
+    }
+
+    #[tokio::test]
+    async fn one_turn_to_read_a_secret_at_a_time_and_none_kept_when_nobody_waits() {
+        let e = Arc::new(Evidence::default());
+        let first = e.turn_to_read("team-a", "creds").await;
+        let other = e.turn_to_read("team-a", "other").await;
+        let waiting = tokio::spawn({
+            let e = e.clone();
+            async move {
+                let _turn = e.turn_to_read("team-a", "creds").await;
+                e.read_of("team-a", "creds", "7")
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the second reader waits for the first");
+        let digest = e.data_digest(&SecretData::new());
+        e.read("team-a", "creds", "7", digest);
+        drop(first);
+        assert_eq!(waiting.await.expect("the waiter"), Some(digest), "and finds its read");
+        drop(other);
+        assert!(e.reading.lock().expect("lock").is_empty(), "no turn is kept");
     }
 }

@@ -119,6 +119,14 @@ async fn pipeline(
             let change = Change::None;
             return Ok((Outcome::Ready { parameter, change }, None));
         }
+        Ok(Read::Touched {
+            parameter,
+            secret_version,
+        }) => {
+            let parameter = touch::record(vc, ctx, parameter, Some(secret_version));
+            let change = Change::None;
+            return Ok((Outcome::Ready { parameter, change }, None));
+        }
         Ok(Read::Changed(inputs)) => *inputs,
     };
     // Recorded under another policy, from this very Secret version: only checking is left.

@@ -185,6 +185,7 @@ mod tests {
         Desired {
             name: "/p/prod/team-a/db".into(),
             digest: e.digest(&value),
+            source: e.data_digest(&Default::default()),
             value,
             tier,
             kms_key_id: KEY.into(),
@@ -216,6 +217,7 @@ mod tests {
             digest: e.digest(&SecretString::from(doc)),
             kms_key_id: key.into(),
             tier,
+            source: None,
         }
     }
 

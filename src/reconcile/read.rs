@@ -13,6 +13,8 @@ use kube::{Api, ResourceExt};
 use super::at_rest::{Recorded, kms_key_for, unchanged};
 use super::context::Context;
 use super::error::Error;
+use super::evidence::Digest;
+use super::touch;
 use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
 use crate::reason::Reason;
@@ -29,6 +31,8 @@ pub struct Inputs {
     pub secret: SecretData,
     /// The Secret's resourceVersion.
     pub secret_version: Option<String>,
+    /// The salted digest of the Secret's data in this process (see `evidence`).
+    pub source: Digest,
     /// The KMS key the parameter is encrypted with: the spec's, else the operator's default.
     pub kms_key_id: String,
     /// The uid of the connection's namespace.
@@ -44,6 +48,15 @@ pub enum Read {
     /// this parameter (with this key), and no drift was seen since: the Secret was not read and
     /// SSM need not be.
     Unchanged(ParameterStatus),
+    /// Only the Secret's resourceVersion moved on, and this process already read the Secret at
+    /// the new version and found the data this parameter was written from (see `touch`): the
+    /// Secret was not read again, and SSM need not be.
+    Touched {
+        /// The parameter as status records it.
+        parameter: ParameterStatus,
+        /// The Secret's new resourceVersion.
+        secret_version: String,
+    },
     /// Read in full: bring the parameter to these inputs.
     Changed(Box<Inputs>),
 }
@@ -110,15 +123,39 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         Recorded::OtherPolicy(recorded) if !suspect => Some(recorded),
         _ => None,
     };
+    // Only the Secret's version moved on (a touch): the connections it wakes together read the
+    // Secret one at a time, and a read of the same version answers the rest (see `touch`).
+    let unread = || {
+        let secret = (ns.as_str(), spec.secret_name.as_str(), cached_version.as_str());
+        (!suspect && stored.is_none())
+            .then(|| touch::unread(vc, &parameter, &key, secret, &namespace_uid, ctx))
+            .flatten()
+    };
+    let touched = |parameter| Read::Touched {
+        parameter,
+        secret_version: cached_version.clone(),
+    };
+    if let Some(parameter) = unread() {
+        return Ok(Ok(touched(parameter)));
+    }
+    let _turn = ctx.evidence.turn_to_read(&ns, &spec.secret_name).await;
+    if let Some(parameter) = unread() {
+        return Ok(Ok(touched(parameter)));
+    }
     let (secret, secret_version) = match read_secret(ctx, &ns, &spec.secret_name).await? {
         Ok(found) => found,
         Err(failure) => return Ok(Err(failure)),
     };
+    let source = ctx.evidence.data_digest(&secret);
+    if let Some(version) = &secret_version {
+        ctx.evidence.read(&ns, &spec.secret_name, version, source);
+    }
     Ok(Ok(Read::Changed(Box::new(Inputs {
         spec,
         parameter,
         secret,
         secret_version,
+        source,
         kms_key_id: key,
         namespace_uid,
         stored,
@@ -133,6 +170,7 @@ async fn read_secret(
     name: &str,
 ) -> Result<Result<(SecretData, Option<String>), Failure>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    ctx.metrics.secret_read();
     let labelled = ListParams::default()
         .labels(&format!("{CREDENTIALS_LABEL}=true"))
         .fields(&format!("metadata.name={name}"));

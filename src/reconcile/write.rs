@@ -162,6 +162,7 @@ fn finish(
             digest: want.digest,
             kms_key_id: want.kms_key_id.clone(),
             tier,
+            source: Some(want.source),
         },
     );
     let parameter = ParameterStatus {
