@@ -1,8 +1,9 @@
-//! Fair shares between tenants (namespaces) of what every reconcile competes for: the SSM call
-//! budgets and the workers.
+//! Fair shares between tenants (namespaces) of what every reconcile competes for inside its run:
+//! the SSM call budgets. (The workers are shared the same way, by the work queue that hands
+//! connections to the controllers: `reconcile::queue`.)
 //!
-//! A [`Turns`] hands out turns of one shared resource (a rate limiter's call slots, or worker
-//! permits) round-robin over the tenants that wait: one queue per tenant, served in the order
+//! A [`Turns`] hands out turns of one shared resource (a rate limiter's call slots)
+//! round-robin over the tenants that wait: one queue per tenant, served in the order
 //! the tenants first asked, one turn each before any tenant gets a second. A tenant with 5,000
 //! queued calls therefore delays another tenant's call by at most one turn, where a plain
 //! limiter or semaphore serves whoever polls first.
@@ -17,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Once, Weak};
 
 use governor::DefaultDirectRateLimiter;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 tokio::task_local! {
     static TENANT: Arc<str>;
@@ -199,22 +200,6 @@ pub fn rate(limiter: Arc<DefaultDirectRateLimiter>) -> Turns<()> {
     Turns::new(Arc::new(move || {
         let limiter = limiter.clone();
         Box::pin(async move { limiter.until_ready().await })
-    }))
-}
-
-/// `n` worker permits, shared fairly: a permit is held for the turn's lifetime and returns when
-/// dropped.
-pub fn slots(n: usize) -> Turns<OwnedSemaphorePermit> {
-    let semaphore = Arc::new(Semaphore::new(n.max(1)));
-    Turns::new(Arc::new(move || {
-        let semaphore = semaphore.clone();
-        Box::pin(async move {
-            match semaphore.acquire_owned().await {
-                Ok(permit) => permit,
-                // Only a closed semaphore refuses, and this one is never closed.
-                Err(_) => std::future::pending().await,
-            }
-        })
     }))
 }
 

@@ -15,6 +15,7 @@ use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
 use crate::lease::{self, Election, Fence};
 use crate::metrics::Metrics;
+use crate::reconcile::queue::Queue;
 use crate::reconcile::{Budget, Shared, run_scope};
 use crate::ssm::Ssm;
 use crate::status::{ready_condition, ready_reason};
@@ -115,7 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ssm,
         settings,
         metrics: metrics.clone(),
-        workers: crate::fair::slots(usize::from(args.concurrency)),
+        queue: Queue::new(usize::from(args.concurrency)),
         verification,
         deletions: Arc::new(Budget::new(args.max_deletions, args.deletion_window)),
     };

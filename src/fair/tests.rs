@@ -87,21 +87,6 @@ async fn a_turn_given_up_is_not_lost() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_worker_slot_returns_when_dropped_to_the_next_tenant_in_turn() {
-    let workers = slots(1);
-    let held = workers.turn("a").await.expect("a permit");
-    let (w, w2) = (workers.clone(), workers.clone());
-    let a = tokio::spawn(async move { w.turn("a").await.map(drop) });
-    tokio::task::yield_now().await;
-    let b = tokio::spawn(async move { w2.turn("b").await.map(drop) });
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(!a.is_finished() && !b.is_finished(), "one slot, held");
-    drop(held);
-    a.await.expect("task").expect("a permit");
-    b.await.expect("task").expect("b permit");
-}
-
-#[tokio::test(start_paused = true)]
 async fn the_tenant_is_the_scope_of_the_running_task() {
     assert_eq!(&*tenant(), "");
     let seen = as_tenant(Arc::from("team-a"), async { tenant() }).await;

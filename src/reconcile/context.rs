@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -15,6 +14,7 @@ use super::admissions::Admissions;
 use super::budget::Budget;
 use super::echoes::Echoes;
 use super::evidence::Evidence;
+use super::queue::Queue;
 use super::synced::Synced;
 use super::versions::Versions;
 use crate::api::VaultConnection;
@@ -120,15 +120,12 @@ impl Filled {
     }
 }
 
-/// The workers, handed out round-robin between namespaces; a reconcile holds one for its run.
-pub type Workers = crate::fair::Turns<tokio::sync::OwnedSemaphorePermit>;
-
 /// What the reconciles of every scope of one process take turns at.
 pub struct Shares {
     /// The budget of parameter deletions.
     pub deletions: Arc<Budget>,
-    /// The workers.
-    pub workers: Workers,
+    /// The work queue, with its workers.
+    pub queue: Queue,
 }
 
 /// What every reconcile shares.
@@ -157,14 +154,13 @@ pub struct Context {
     pub evidence: Evidence,
     /// The turns of tier admission, per namespace.
     pub admissions: Admissions,
-    /// Asks the controller to reconcile a connection (drift found, a tier slot freed).
-    pub trigger: UnboundedSender<ObjectRef<VaultConnection>>,
+    /// The work queue: asks for a reconcile of a connection (a watch event, drift found, a tier
+    /// slot freed, a retry), shared by every scope of the process.
+    pub queue: Queue,
     /// Credential verification, when on (shared by every scope of the process).
     pub verification: Option<Arc<Verification>>,
     /// The budget of parameter deletions (shared by every scope of the process).
     pub deletions: Arc<Budget>,
-    /// The workers (shared by every scope of the process).
-    pub workers: Workers,
     /// This process's status writes whose echo the watch has not brought back yet.
     pub echoes: Echoes,
 }
@@ -177,10 +173,9 @@ impl Context {
         settings: Settings,
         metrics: Metrics,
         caches: Caches,
-        trigger: UnboundedSender<ObjectRef<VaultConnection>>,
         shares: Shares,
     ) -> Context {
-        let Shares { deletions, workers } = shares;
+        let Shares { deletions, queue } = shares;
         let Caches {
             store,
             secrets,
@@ -207,10 +202,9 @@ impl Context {
             memos: Memos::default(),
             evidence: Evidence::default(),
             admissions: Admissions::default(),
-            trigger,
+            queue,
             verification: None,
             deletions,
-            workers,
             echoes: Echoes::default(),
         }
     }

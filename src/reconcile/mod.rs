@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod index;
 mod pipeline;
 pub mod plan;
+pub mod queue;
 mod read;
 mod relist;
 mod report;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
@@ -20,17 +19,20 @@ use crate::reason::{Reason, Stage};
 use crate::status::{self, Change, Failure, Outcome};
 use crate::verify::step::Checked;
 
-/// Reconciles one VaultConnection: the entry point the controller calls. It waits for a worker
-/// in its namespace's turn, then runs with the namespace as the tenant of its SSM calls (see
-/// [`crate::fair`]).
+/// Reconciles one VaultConnection: the entry point the controller calls once the work queue has
+/// given it a worker in its namespace's turn ([`super::queue`]). It runs with the namespace as
+/// the tenant of its SSM calls (see [`crate::fair`]), and frees the worker when it ends; when to
+/// look again is asked of the queue (the controller is told to wait for a change).
 pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
-    let _worker = ctx.workers.turn(&ns).await;
-    // The wait can be long behind other namespaces: the freshest copy the cache holds.
-    let vc = ctx.store.get(&ObjectRef::from_obj(&*vc)).unwrap_or(vc);
-    // Boxed, so that the many reconciles waiting for a worker each hold only a small future.
+    let name = vc.name_any();
+    let Some(ns) = vc.namespace() else {
+        ctx.queue.done("", &name);
+        return Err(Error::NoNamespace);
+    };
     let tenant: Arc<str> = Arc::from(ns.as_str());
-    fair::as_tenant(tenant, Box::pin(reconcile_now(vc, ctx, ns))).await
+    let result = fair::as_tenant(tenant, reconcile_now(vc, ctx.clone(), ns.clone())).await;
+    ctx.queue.done(&ns, &name);
+    result
 }
 
 async fn reconcile_now(
@@ -39,6 +41,7 @@ async fn reconcile_now(
     ns: String,
 ) -> Result<Action, Error> {
     let start = Instant::now();
+    let name = vc.name_any();
     let api: Api<VaultConnection> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, vc, |event| async {
         match event {
@@ -57,7 +60,8 @@ async fn reconcile_now(
     {
         // Soon, from the cache the newer object will have reached (its event may be the echo
         // of our own status write, which wakes nobody).
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        ctx.queue.push_after(&ns, &name, Duration::from_secs(1));
+        return Ok(Action::await_change());
     }
     if let Err(e) = &result {
         ctx.metrics
@@ -79,21 +83,20 @@ fn stale_cache(e: &kube::runtime::finalizer::Error<Error>) -> bool {
     )
 }
 
-/// Retries a failed reconcile with jittered exponential backoff.
+/// Retries a failed reconcile with jittered exponential backoff (through the work queue).
 pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) -> Action {
     let n = ctx.failed(&vc.uid().unwrap_or_default());
+    let (ns, name) = (vc.namespace().unwrap_or_default(), vc.name_any());
     tracing::warn!(
-        namespace = vc.namespace().unwrap_or_default(),
-        name = vc.name_any(),
+        namespace = ns,
+        name = name,
         error = %error,
         attempt = n,
         "reconcile failed"
     );
-    Action::requeue(backoff::jittered(
-        n,
-        Duration::from_secs(1),
-        Duration::from_secs(300),
-    ))
+    let retry = backoff::jittered(n, Duration::from_secs(1), Duration::from_secs(300));
+    ctx.queue.push_after(&ns, &name, retry);
+    Action::await_change()
 }
 
 /// One reconcile of a live connection: the pipeline, then the report.
@@ -103,7 +106,11 @@ async fn apply(vc: &VaultConnection, ctx: &Context) -> Result<Action, Error> {
     let version = report::status(vc, &outcome, checked.as_ref(), ctx).await?;
     tier::refused_at(vc, &outcome, version, ctx);
     report::record(vc, &outcome, ctx, start);
-    Ok(report::requeue(vc, &outcome, checked.as_ref(), ctx))
+    if let Some(after) = report::requeue(vc, &outcome, checked.as_ref(), ctx) {
+        ctx.queue
+            .push_after(&vc.namespace().unwrap_or_default(), &vc.name_any(), after);
+    }
+    Ok(Action::await_change())
 }
 
 /// read → desire → admit (tier) → verify → write. `Err` only for Kubernetes API errors;

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 
@@ -109,30 +108,30 @@ pub fn record(vc: &VaultConnection, outcome: &Outcome, ctx: &Context, started: I
     );
 }
 
-/// When to reconcile again after `outcome` (and, with an unavailable provider, no later than
-/// verification may be retried).
+/// How long after `outcome` to reconcile again, unless a change comes first (`None`: only for a
+/// change); with an unavailable provider, no later than verification may be retried.
 pub fn requeue(
     vc: &VaultConnection,
     outcome: &Outcome,
     checked: Option<&Checked>,
     ctx: &Context,
-) -> Action {
+) -> Option<Duration> {
     let uid = vc.uid().unwrap_or_default();
     let interval = ctx.settings.drift_interval;
     let drift = backoff::spread(interval);
     if let (Outcome::Ready { .. }, Some(retry)) = (outcome, checked.and_then(|c| c.retry_in)) {
         ctx.succeeded(&uid);
-        return Action::requeue(retry.min(drift));
+        return Some(retry.min(drift));
     }
     match outcome {
         // Drift is the sweep's job: a Ready connection waits for a change, or for the sweep.
         Outcome::Ready { .. } => {
             ctx.succeeded(&uid);
-            Action::await_change()
+            None
         }
         Outcome::NotReady(f) if f.transient() => {
             let n = ctx.failed(&uid);
-            Action::requeue(backoff::jittered(
+            Some(backoff::jittered(
                 n,
                 Duration::from_secs(1),
                 Duration::from_secs(120),
@@ -140,14 +139,14 @@ pub fn requeue(
         }
         // Refused for the tier: no timer. A freed slot in the namespace (a sibling's parameter
         // deleted), a change of the tier label, of the connection or of its Secret re-checks it.
-        Outcome::NotReady(f) if f.reason == Reason::TierLimitExceeded => Action::await_change(),
+        Outcome::NotReady(f) if f.reason == Reason::TierLimitExceeded => None,
         // SSM problems that need a change elsewhere (IAM, KMS, tags): retry slowly.
         Outcome::NotReady(f) if f.stage() == Stage::Synced => {
             let n = ctx.failed(&uid);
-            Action::requeue(backoff::jittered(n, Duration::from_secs(30), interval).min(drift))
+            Some(backoff::jittered(n, Duration::from_secs(30), interval).min(drift))
         }
         // Spec, Secret and tier problems: the watches bring the fix.
-        Outcome::NotReady(_) => Action::await_change(),
+        Outcome::NotReady(_) => None,
     }
 }
 

@@ -167,8 +167,7 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
                     );
                 }
             }
-            // The controller is gone only while shutting down.
-            let _ = ctx.trigger.unbounded_send(d.connection.clone());
+            ctx.queue.push_ref(&d.connection);
         }
         tokio::time::sleep(gap).await;
     }

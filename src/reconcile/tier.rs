@@ -200,6 +200,6 @@ pub fn next_refused(ctx: &Context, ns: &str, admitted: Option<&str>) {
         })
         .min_by_key(|vc| (vc.metadata.creation_timestamp.clone(), vc.name_any()));
     if let Some(vc) = oldest {
-        let _ = ctx.trigger.unbounded_send(ObjectRef::from_obj(&**vc));
+        ctx.queue.push(ns, &vc.name_any());
     }
 }

@@ -21,7 +21,6 @@
 use std::time::Instant;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 
 use super::at_rest::{Recorded, unchanged};
 use super::context::Context;
@@ -129,11 +128,8 @@ pub fn record(
     match deferred {
         None => parameter.secret_resource_version = secret_version,
         Some((wait, true)) => {
-            let (trigger, again) = (ctx.trigger.clone(), ObjectRef::from_obj(vc));
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                let _ = trigger.unbounded_send(again);
-            });
+            let (ns, name) = (vc.namespace().unwrap_or_default(), vc.name_any());
+            ctx.queue.push_after(&ns, &name, wait);
         }
         Some((_, false)) => {}
     }

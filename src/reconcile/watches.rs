@@ -8,15 +8,16 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::budget::Budget;
-use super::context::{Caches, Context, Filled, Shares, Workers};
+use super::context::{Caches, Context, Filled, Shares};
 use super::echoes::Echoes;
 use super::index::BySecret;
 use super::pipeline::{error_policy, reconcile};
+use super::queue::Queue;
 use super::relist;
 use super::slim;
 use super::sweep;
@@ -39,9 +40,9 @@ pub struct Shared {
     pub settings: Settings,
     /// Metrics.
     pub metrics: Metrics,
-    /// The workers (connections reconciled at once), shared fairly between namespaces by every
-    /// scope of the process.
-    pub workers: Workers,
+    /// The work queue and its workers (connections reconciled at once), shared fairly between
+    /// namespaces by every scope of the process.
+    pub queue: Queue,
     /// Credential verification, when on.
     pub verification: Option<Arc<Verification>>,
     /// The budget of parameter deletions, shared by every scope.
@@ -71,18 +72,6 @@ fn tier_label(namespace: &PartialObjectMeta<Namespace>) -> Option<u64> {
     Some(h.finish())
 }
 
-/// The connections in `store` that `keep` selects, as reconcile requests.
-fn select(
-    store: &Store<VaultConnection>,
-    keep: impl Fn(&VaultConnection) -> bool,
-) -> Vec<ObjectRef<VaultConnection>> {
-    store
-        .state()
-        .iter()
-        .filter(|vc| keep(vc))
-        .map(|vc| ObjectRef::from_obj(&**vc))
-        .collect()
-}
 
 /// A controller over `scope` (a namespace, or all with `None`): its cache of connections, and
 /// the future that runs it until `shutdown` resolves.
@@ -96,7 +85,7 @@ pub fn run_scope(
         ssm,
         settings,
         metrics,
-        workers,
+        queue,
         verification,
         deletions,
     } = shared;
@@ -126,10 +115,18 @@ pub fn run_scope(
             .reflect(writer),
         )
         .applied_objects()
-        // The echo of our own status write changes nothing the reconcile did not know.
+        // Every trigger goes to the work queue, which hands connections to the controller as
+        // workers free up (`reconcile_on` below); the controller still drives this stream, and so
+        // the cache. The echo of our own status write changes nothing the reconcile did not
+        // know: it wakes nobody.
         .try_filter({
-            let echoes = echoes.clone();
-            move |vc| std::future::ready(!echoes.is_echo(vc))
+            let (echoes, queue) = (echoes.clone(), queue.clone());
+            move |vc| {
+                if !echoes.is_echo(vc) {
+                    queue.push(&vc.namespace().unwrap_or_default(), &vc.name_any());
+                }
+                std::future::ready(false)
+            }
         });
     let mut controller = Controller::for_stream(connections, store.clone());
     let mut watches = 1; // the VaultConnections themselves
@@ -162,12 +159,15 @@ pub fn run_scope(
     // The Secrets' first list wakes nobody: every connection reconciles from its own first
     // list, reading this cache once it is filled, so waking them again doubled the reconciles
     // of a start.
-    let secrets_filled = filled.secrets.clone();
+    let (secrets_filled, to_queue) = (filled.secrets.clone(), queue.clone());
     controller = controller.watches_stream(secret_events, move |secret| {
-        if !secrets_filled.is_filled() {
-            return Vec::new();
+        if secrets_filled.is_filled() {
+            let ns = secret.namespace().unwrap_or_default();
+            for connection in index.naming(&ns, &secret.name_any()) {
+                to_queue.push_ref(&connection);
+            }
         }
-        index.naming(&secret.namespace().unwrap_or_default(), &secret.name_any())
+        Vec::new()
     });
     watches += 1;
 
@@ -197,20 +197,23 @@ pub fn run_scope(
         .touched_objects()
         .predicate_filter(tier_label, Default::default());
     // Likewise the namespaces' first list.
-    let namespaces_filled = filled.namespaces.clone();
+    let (namespaces_filled, to_queue) = (filled.namespaces.clone(), queue.clone());
     controller = controller.watches_stream(namespace_events, move |namespace| {
-        if !namespaces_filled.is_filled() {
-            return Vec::new();
+        if namespaces_filled.is_filled() {
+            let ns = namespace.name_any();
+            for vc in by_namespace.state() {
+                if vc.namespace().as_deref() == Some(ns.as_str()) {
+                    to_queue.push(&ns, &vc.name_any());
+                }
+            }
         }
-        let ns = Some(namespace.name_any());
-        select(&by_namespace, |vc| vc.namespace() == ns)
+        Vec::new()
     });
     watches += 1;
 
-    // The drift sweep asks for full checks of the connections whose parameters differ, and a
-    // freed tier slot for a check of the oldest refused sibling.
-    let (trigger, triggered) = futures::channel::mpsc::unbounded();
-    controller = controller.reconcile_on(triggered);
+    // What the work queue hands out for this scope, a worker at a time: the watches above, the
+    // drift sweep's full checks, a freed tier slot's oldest refused sibling, retries.
+    controller = controller.reconcile_on(queue.stream(scope.clone()));
 
     let ctx = Arc::new(
         Context::new(
@@ -224,8 +227,10 @@ pub fn run_scope(
                 namespaces,
                 filled,
             },
-            trigger,
-            Shares { deletions, workers },
+            Shares {
+                deletions,
+                queue: queue.clone(),
+            },
         )
         .with_verification(verification)
         .with_echoes(echoes),
@@ -234,15 +239,20 @@ pub fn run_scope(
     let sweeper = sweep::run(ctx.clone());
     let controller = controller
         .trigger_backoff(backoff::WatchBackoff::new(watches))
-        // No limit here: each reconcile waits for a worker in its namespace's turn instead
-        // (`Workers`), so one namespace's burst cannot hold every worker.
+        // No limit here: the work queue hands out no more connections than there are workers.
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
+        .for_each(move |result| {
+            // A connection deleted after the queue handed it out never reaches the reconciler:
+            // its worker is free.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(gone)) = &result {
+                queue.done(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+            }
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");
             }
+            std::future::ready(())
         });
     let run = async move {
         tokio::select! {
