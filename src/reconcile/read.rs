@@ -14,7 +14,6 @@ use super::at_rest::{Recorded, kms_key_for, unchanged};
 use super::context::Context;
 use super::error::Error;
 use super::evidence::Digest;
-use super::touch;
 use crate::api::{CREDENTIALS_LABEL, ParameterStatus, VaultConnection};
 use crate::document::parameter_name;
 use crate::reason::Reason;
@@ -126,9 +125,13 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
     // Only the Secret's version moved on (a touch): the connections it wakes together read the
     // Secret one at a time, and a read of the same version answers the rest (see `touch`).
     let unread = || {
-        let secret = (ns.as_str(), spec.secret_name.as_str(), cached_version.as_str());
+        let secret = (
+            ns.as_str(),
+            spec.secret_name.as_str(),
+            cached_version.as_str(),
+        );
         (!suspect && stored.is_none())
-            .then(|| touch::unread(vc, &parameter, &key, secret, &namespace_uid, ctx))
+            .then(|| unread(vc, &parameter, &key, secret, &namespace_uid, ctx))
             .flatten()
     };
     let touched = |parameter| Read::Touched {
@@ -160,6 +163,48 @@ pub async fn inputs(vc: &VaultConnection, ctx: &Context) -> Result<Result<Read, 
         namespace_uid,
         stored,
     }))))
+}
+
+/// The parameter as status records it, when the only input that differs is the Secret's
+/// resourceVersion and this process already read the Secret at `secret`'s version (namespace,
+/// name, version) and found the very data it wrote this parameter from: [`untouched`] without
+/// reading the Secret again.
+fn unread(
+    vc: &VaultConnection,
+    parameter: &str,
+    kms_key_id: &str,
+    secret: (&str, &str, &str),
+    namespace_uid: &str,
+    ctx: &Context,
+) -> Option<ParameterStatus> {
+    if ctx.verification.is_some() {
+        return None;
+    }
+    let (ns, name, version) = secret;
+    let read = ctx.evidence.read_of(ns, name, version)?;
+    let recorded = vc.status.as_ref()?.parameter.as_ref()?;
+    let rendered_from = recorded.secret_resource_version.as_deref()?;
+    let Recorded::Same(recorded) = unchanged(
+        vc,
+        parameter,
+        kms_key_id,
+        rendered_from,
+        false,
+        &ctx.settings.policy.fingerprint(),
+    ) else {
+        return None;
+    };
+    let owner = (vc.uid().unwrap_or_default(), namespace_uid.to_owned());
+    let known = ctx.evidence.get(parameter, &owner)?;
+    // The same data, spec generation and policy render the same document, so what this process
+    // wrote is still what is wanted: same key, and the tier status records is the one written.
+    let same = known.source == Some(read)
+        && known.kms_key_id == kms_key_id
+        && recorded.tier == known.tier.as_str()
+        && known.meta.version == recorded.version
+        && known.meta.modified.is_some()
+        && known.meta.modified == recorded.last_modified;
+    same.then_some(recorded)
 }
 
 /// Reads the Secret's data, but only when it carries the opt-in label: a Secret without it is

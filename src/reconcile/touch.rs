@@ -16,7 +16,7 @@
 //! The Secret itself is read once per touch, not once per connection naming it: the first
 //! connection to wake reads it and the process remembers the digest of the data at that version
 //! ([`super::evidence`]); every other connection whose parameter this process wrote from data of
-//! the same digest is answered without a read ([`unread`]).
+//! the same digest is answered without a read (`read::unread`).
 
 use std::time::Instant;
 
@@ -54,48 +54,6 @@ pub fn untouched(vc: &VaultConnection, want: &Desired, ctx: &Context) -> Option<
     let same = known.digest == want.digest
         && known.kms_key_id == want.kms_key_id
         && known.tier == known.tier.max(want.tier)
-        && known.meta.version == recorded.version
-        && known.meta.modified.is_some()
-        && known.meta.modified == recorded.last_modified;
-    same.then_some(recorded)
-}
-
-/// The parameter as status records it, when the only input that differs is the Secret's
-/// resourceVersion and this process already read the Secret at `secret`'s version (namespace,
-/// name, version) and found the very data it wrote this parameter from: [`untouched`] without
-/// reading the Secret again.
-pub fn unread(
-    vc: &VaultConnection,
-    parameter: &str,
-    kms_key_id: &str,
-    secret: (&str, &str, &str),
-    namespace_uid: &str,
-    ctx: &Context,
-) -> Option<ParameterStatus> {
-    if ctx.verification.is_some() {
-        return None;
-    }
-    let (ns, name, version) = secret;
-    let read = ctx.evidence.read_of(ns, name, version)?;
-    let recorded = vc.status.as_ref()?.parameter.as_ref()?;
-    let rendered_from = recorded.secret_resource_version.as_deref()?;
-    let Recorded::Same(recorded) = unchanged(
-        vc,
-        parameter,
-        kms_key_id,
-        rendered_from,
-        false,
-        &ctx.settings.policy.fingerprint(),
-    ) else {
-        return None;
-    };
-    let owner = (vc.uid().unwrap_or_default(), namespace_uid.to_owned());
-    let known = ctx.evidence.get(parameter, &owner)?;
-    // The same data, spec generation and policy render the same document, so what this process
-    // wrote is still what is wanted: same key, and the tier status records is the one written.
-    let same = known.source == Some(read)
-        && known.kms_key_id == kms_key_id
-        && recorded.tier == known.tier.as_str()
         && known.meta.version == recorded.version
         && known.meta.modified.is_some()
         && known.meta.modified == recorded.last_modified;
