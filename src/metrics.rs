@@ -269,17 +269,17 @@ impl Metrics {
     }
 
     /// Replaces the connection counts by (Ready status, reason).
-    pub fn set_connections<'a>(&self, ready: impl Iterator<Item = (&'a str, &'a str)>) {
+    pub fn set_connections(&self, ready: &std::collections::BTreeMap<(String, String), i64>) {
         self.inner.connections.clear();
-        for (status, reason) in ready {
+        for ((status, reason), n) in ready {
             self.inner
                 .connections
                 .get_or_create(&ConditionLabels {
                     condition: "Ready",
-                    status: status.to_owned(),
-                    reason: reason.to_owned(),
+                    status: status.clone(),
+                    reason: reason.clone(),
                 })
-                .inc();
+                .set(*n);
         }
     }
 

@@ -8,17 +8,16 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use futures::FutureExt;
 use kube::Client;
-use kube::runtime::reflector::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::api::VaultConnection;
 use crate::config::{LogFormat, RunArgs};
 use crate::lease::{self, Election, Fence};
 use crate::metrics::Metrics;
+use crate::reconcile::connections::Connections;
 use crate::reconcile::queue::Queue;
 use crate::reconcile::{Budget, Shared, run_scope};
 use crate::ssm::Ssm;
-use crate::status::{ready_condition, ready_reason};
 use crate::verify::Verifier;
 use crate::verify::step::Verification;
 
@@ -47,7 +46,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube_client().await?;
     let metrics = Metrics::new();
     let ssm = ssm_client(&args, metrics.clone()).await?;
-    let stores: Arc<Mutex<Vec<Store<VaultConnection>>>> = Arc::default();
+    let stores: Arc<Mutex<Vec<Connections>>> = Arc::default();
     // Liveness answers from the start, also while the API server cannot be reached.
     let server = tokio::spawn(
         metrics
@@ -267,16 +266,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Before each scrape: the connections gauge from the caches, by Ready status and reason.
 fn count_connections(
-    stores: &Arc<Mutex<Vec<Store<VaultConnection>>>>,
+    stores: &Arc<Mutex<Vec<Connections>>>,
     metrics: &Metrics,
 ) -> Arc<dyn Fn() + Send + Sync> {
     let (stores, metrics) = (stores.clone(), metrics.clone());
     Arc::new(move || {
-        let all: Vec<_> = lock(&stores).iter().flat_map(|s| s.state()).collect();
-        metrics.set_connections(all.iter().map(|vc| {
-            let status = ready_condition(vc).map_or("Unknown", |c| c.status.as_str());
-            (status, ready_reason(vc).unwrap_or("Pending"))
-        }));
+        // Counted in place: a scrape allocates per distinct pair (a few), not per connection.
+        let mut counts: Vec<((String, String), i64)> = Vec::new();
+        for cache in lock(&stores).iter() {
+            cache.scan(None, |_, _, entry, _| {
+                let (status, reason) = entry
+                    .readiness()
+                    .map_or(("Unknown", "Pending"), |r| (r.status, r.reason));
+                match counts
+                    .iter_mut()
+                    .find(|((s, r), _)| s == status && r == reason)
+                {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push(((status.to_owned(), reason.to_owned()), 1)),
+                }
+                None::<()>
+            });
+        }
+        metrics.set_connections(&counts.into_iter().collect());
     })
 }
 
@@ -284,7 +296,7 @@ fn count_connections(
 /// place) and the cache holds objects when there are any. (Not the store's own
 /// `wait_until_ready()`: it wakes only the task that polled it last, and the controller waits
 /// on it too; see `reconcile/synced.rs`.)
-async fn until_synced(client: Client, scope: Option<String>, store: Store<VaultConnection>) {
+async fn until_synced(client: Client, scope: Option<String>, store: Connections) {
     let probe: kube::Api<VaultConnection> = match &scope {
         Some(ns) => kube::Api::namespaced(client, ns),
         None => kube::Api::all(client),

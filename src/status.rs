@@ -42,6 +42,30 @@ pub const STALLED: &str = "Stalled";
 /// InProgress).
 pub const RECONCILING: &str = "Reconciling";
 
+/// The `Valid` condition's message while the connection is valid.
+pub const MESSAGE_VALID: &str = "spec and credentials are valid";
+/// The `Synced` condition's message while the connection is not valid.
+pub const MESSAGE_NOT_WRITTEN: &str = "nothing written: the connection is not valid";
+/// The `Stalled` condition's message while the connection is Ready.
+pub const MESSAGE_NOTHING_NEEDED: &str = "nothing needs a person";
+/// The `Reconciling` condition's message while the connection is Ready.
+pub const MESSAGE_CURRENT: &str = "the parameter holds the current credentials";
+/// The `Stalled` condition's message while the operator retries a transient failure.
+pub const MESSAGE_RETRYING: &str = "the operator retries by itself";
+/// The `Reconciling` condition's message while a person must act.
+pub const MESSAGE_NEEDS_A_CHANGE: &str = "retrying cannot help until something changes";
+/// Every fixed message a condition can carry (the others name the parameter or the failure).
+pub const FIXED_MESSAGES: [&str; 6] = [
+    MESSAGE_VALID,
+    MESSAGE_NOT_WRITTEN,
+    MESSAGE_NOTHING_NEEDED,
+    MESSAGE_CURRENT,
+    MESSAGE_RETRYING,
+    MESSAGE_NEEDS_A_CHANGE,
+];
+/// The types of the conditions the operator writes, in the order it writes them.
+pub const CONDITION_TYPES: [&str; 5] = ["Ready", "Valid", "Synced", STALLED, RECONCILING];
+
 /// What the operator did to the parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -123,12 +147,7 @@ pub fn next(
             );
             (
                 cond("Ready", true, Reason::Synced.as_str(), msg.clone()),
-                cond(
-                    "Valid",
-                    true,
-                    "Valid",
-                    "spec and credentials are valid".into(),
-                ),
+                cond("Valid", true, "Valid", MESSAGE_VALID.into()),
                 cond("Synced", true, Reason::Synced.as_str(), msg),
             )
         }
@@ -139,21 +158,11 @@ pub fn next(
                 Stage::Valid => (
                     ready,
                     cond("Valid", false, reason, f.message.clone()),
-                    cond(
-                        "Synced",
-                        false,
-                        reason,
-                        "nothing written: the connection is not valid".into(),
-                    ),
+                    cond("Synced", false, reason, MESSAGE_NOT_WRITTEN.into()),
                 ),
                 Stage::Synced => (
                     ready,
-                    cond(
-                        "Valid",
-                        true,
-                        "Valid",
-                        "spec and credentials are valid".into(),
-                    ),
+                    cond("Valid", true, "Valid", MESSAGE_VALID.into()),
                     cond("Synced", false, reason, f.message.clone()),
                 ),
             }
@@ -168,22 +177,17 @@ pub fn next(
                 STALLED,
                 false,
                 Reason::Synced.as_str(),
-                "nothing needs a person".into(),
+                MESSAGE_NOTHING_NEEDED.into(),
             ),
             cond(
                 RECONCILING,
                 false,
                 Reason::Synced.as_str(),
-                "the parameter holds the current credentials".into(),
+                MESSAGE_CURRENT.into(),
             ),
         ),
         Outcome::NotReady(f) if f.transient() => (
-            cond(
-                STALLED,
-                false,
-                f.reason.as_str(),
-                "the operator retries by itself".into(),
-            ),
+            cond(STALLED, false, f.reason.as_str(), MESSAGE_RETRYING.into()),
             cond(RECONCILING, true, f.reason.as_str(), f.message.clone()),
         ),
         Outcome::NotReady(f) => (
@@ -192,7 +196,7 @@ pub fn next(
                 RECONCILING,
                 false,
                 f.reason.as_str(),
-                "retrying cannot help until something changes".into(),
+                MESSAGE_NEEDS_A_CHANGE.into(),
             ),
         ),
     };
@@ -234,7 +238,7 @@ pub fn drop_derived_messages(status: &mut VaultConnectionStatus) {
         return;
     }
     for c in &mut status.conditions {
-        if ["Ready", "Valid", "Synced", STALLED, RECONCILING].contains(&c.type_.as_str()) {
+        if CONDITION_TYPES.contains(&c.type_.as_str()) {
             c.message = String::new();
         }
     }

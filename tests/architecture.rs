@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// The pure core: files that decide without I/O.
-const CORE: [&str; 16] = [
+const CORE: [&str; 17] = [
     "src/validation.rs",
     "src/validation/rules.rs",
     "src/validation/policy.rs",
@@ -22,6 +22,7 @@ const CORE: [&str; 16] = [
     "src/reconcile/at_rest.rs",
     "src/reconcile/plan.rs",
     "src/reconcile/slim.rs",
+    "src/reconcile/compact.rs",
 ];
 
 /// What the core may use of the `kube` crate: types and derives, never the client or runtime.

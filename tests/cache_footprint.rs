@@ -1,6 +1,6 @@
 //! What the operator holds per connection at rest, counted by the allocator: the operator's own
-//! cache code (`reconcile::slim`, kube-runtime's reflector store of connections, the Secrets'
-//! versions, the Secret index, the evidence of its writes) filled with connections and Secrets
+//! cache code (`reconcile::slim`, the connections' cache in its compact form with the Secret
+//! index, the Secrets' versions, the evidence of its writes) filled with connections and Secrets
 //! as the API server serves them (`fixtures/footprint/`, captured from a synced 1Password
 //! connection). Prints what each part holds per connection (bytes asked of the allocator, and
 //! blocks: each block costs the allocator about 16 bytes more), and fails when the whole grows
@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use vault_connection_operator::api::VaultConnection;
 use vault_connection_operator::document::Tier;
+use vault_connection_operator::reconcile::compact::Common;
+use vault_connection_operator::reconcile::connections::Connections;
 use vault_connection_operator::reconcile::evidence::{Evidence, Known};
-use vault_connection_operator::reconcile::index::BySecret;
 use vault_connection_operator::reconcile::slim;
 use vault_connection_operator::reconcile::versions::Versions;
 use vault_connection_operator::ssm::Meta;
@@ -65,9 +65,9 @@ const N: usize = 10_000;
 /// What the allocator adds per block (a header and rounding to 16 bytes), for the estimate.
 const BLOCK_OVERHEAD: isize = 16;
 /// The budget, per connection, of everything counted here with block overhead. Measured
-/// 2026-12-03: 3,346 bytes (4,558 before the Secrets' versions, the per-namespace index and the
-/// boxed provider parts); docs/performance.md §3 has the breakdown.
-const BUDGET: isize = 3584;
+/// 2026-12-07: 1,596 bytes (3,346 with kube-runtime's reflector store of the Kubernetes type
+/// and a separate Secret index, 4,558 before that); docs/performance.md §3 has the breakdown.
+const BUDGET: isize = 1792;
 
 fn live() -> (isize, isize) {
     (BYTES.load(Relaxed), BLOCKS.load(Relaxed))
@@ -106,9 +106,13 @@ fn copy<T: serde::de::DeserializeOwned>(text: &str, i: usize) -> T {
 
 #[test]
 fn what_the_operator_holds_per_connection_stays_within_its_budget() {
-    let (connections, mut connection_writer) = reflector::store::<VaultConnection>();
+    // What the operator that captured the fixtures had in common for every connection.
+    let connections = Connections::new(Common {
+        parameter_prefix: "/vault-connections/bench/".into(),
+        default_kms_key_id: "alias/aws/ssm".into(),
+        policy: "1-5dfd3eb144ad".into(),
+    });
     let secrets = Versions::default();
-    let index = BySecret::default();
     let evidence = Evidence::default();
 
     // Each copy is parsed, slimmed and cached as a watch event is, and what was parsed is
@@ -116,11 +120,11 @@ fn what_the_operator_holds_per_connection_stays_within_its_budget() {
     let connection = fixture("connection.json");
     let secret = fixture("secret-metadata.json");
     let mut total = 0;
-    total += cost("connections cache", || {
+    total += cost("connections (cache and Secret index)", || {
         for i in 0..N {
             let mut vc: VaultConnection = copy(&connection, i);
             slim::connection(&mut vc);
-            connection_writer.apply_watcher_event(&Event::Apply(vc));
+            connections.observe(&Event::Apply(vc));
         }
     });
     total += cost("Secrets' versions", || {
@@ -130,11 +134,8 @@ fn what_the_operator_holds_per_connection_stays_within_its_budget() {
             secrets.observe(&Event::Apply(s));
         }
     });
-    let cached = connections.state();
-    total += cost("Secret index", || {
-        for vc in &cached {
-            index.observe(&Event::Apply((**vc).clone()));
-        }
+    let cached = connections.scan(None, |ns, name, entry, common| {
+        Some((entry.parameter_name(ns, name, common)?, entry.uid()?))
     });
     let known: Known = Known {
         owner: (
@@ -151,16 +152,10 @@ fn what_the_operator_holds_per_connection_stays_within_its_budget() {
         source: Some(evidence.data_digest(&Default::default())),
     };
     let evidence_cost = cost("evidence (after its own writes)", || {
-        for vc in &cached {
-            let parameter = vc
-                .status
-                .as_ref()
-                .and_then(|s| s.parameter.as_ref())
-                .map(|p| p.name.clone())
-                .expect("the fixture is synced");
+        for (parameter, uid) in &cached {
             let mut k = known.clone();
-            k.owner.0 = vc.metadata.uid.clone().expect("uid");
-            evidence.remember(&parameter, k);
+            k.owner.0 = uid.clone();
+            evidence.remember(parameter, k);
         }
     });
     total += evidence_cost;
@@ -169,10 +164,12 @@ fn what_the_operator_holds_per_connection_stays_within_its_budget() {
         "total"
     );
 
-    assert_eq!(connections.state().len(), N);
+    assert_eq!(connections.len(), N);
+    assert_eq!(cached.len(), N, "each synced, with its parameter");
+    assert_eq!(connections.whole(), 0, "every entry compact");
     assert_eq!(secrets.len(), N);
     assert_eq!(
-        index.naming("bench-0", "conn-00042").len(),
+        connections.naming("bench-0", "conn-00042").len(),
         1,
         "the index answers"
     );

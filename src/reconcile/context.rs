@@ -10,6 +10,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::connections::Connections;
+
 use super::admissions::Admissions;
 use super::budget::Budget;
 use super::echoes::Echoes;
@@ -17,7 +19,6 @@ use super::evidence::Evidence;
 use super::queue::Queue;
 use super::synced::Synced;
 use super::versions::Versions;
-use crate::api::VaultConnection;
 use crate::metrics::Metrics;
 pub use crate::ownership::MANAGED_BY;
 use crate::settings::Settings;
@@ -91,7 +92,7 @@ impl Memos {
 /// The caches a controller scope reads instead of the API server.
 pub struct Caches {
     /// The VaultConnections.
-    pub store: Store<VaultConnection>,
+    pub connections: Connections,
     /// The opted-in Secrets' resourceVersions.
     pub secrets: Versions,
     /// The namespaces' metadata.
@@ -140,8 +141,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Metrics,
-    /// Cache of the VaultConnections this controller watches (for tier order).
-    pub store: Store<VaultConnection>,
+    /// Cache of the VaultConnections this scope watches.
+    pub connections: Connections,
     /// Cache of the opted-in Secrets' resourceVersions.
     pub secrets: Versions,
     /// Cache of the namespaces' metadata (their tier labels).
@@ -177,7 +178,7 @@ impl Context {
     ) -> Context {
         let Shares { deletions, queue } = shares;
         let Caches {
-            store,
+            connections,
             secrets,
             namespaces,
             filled,
@@ -195,7 +196,7 @@ impl Context {
             settings,
             recorder,
             metrics,
-            store,
+            connections,
             secrets,
             namespaces,
             filled,
@@ -264,23 +265,30 @@ impl Context {
     /// Drops the memos of connections that are no longer in the cache, and the evidence of
     /// parameters no cached connection records.
     pub fn prune(&self) {
-        let state = self.store.state();
-        let alive: std::collections::HashSet<String> = state
-            .iter()
-            .filter_map(|vc| vc.metadata.uid.clone())
-            .collect();
-        let s = &self.settings;
-        let names: std::collections::HashSet<String> = state
-            .iter()
-            .filter_map(|vc| {
-                let ns = vc.metadata.namespace.as_deref()?;
-                let name = vc.metadata.name.as_deref()?;
-                crate::document::parameter_name(&s.prefix, &s.cluster, ns, name).ok()
-            })
-            .collect();
-        self.evidence.retain(|name| names.contains(name));
+        // Evidence is kept by the parameter name the operator derives: `{prefix}/{cluster}/`,
+        // then the connection's namespace and name.
+        let prefix = format!("{}/{}/", self.settings.prefix, self.settings.cluster);
+        self.evidence.retain(|parameter| {
+            let connection = parameter
+                .strip_prefix(&prefix)
+                .and_then(|n| n.split_once('/'));
+            connection.is_some_and(|(ns, name)| self.connections.contains(ns, name))
+        });
         self.evidence
             .forget_reads_older_than(super::evidence::READS_KEPT);
+        // The uids of every connection, only when something is kept by uid (a fleet at rest
+        // keeps nothing).
+        let kept = !self.memos.is_empty()
+            || !self.echoes.is_empty()
+            || self.verification.as_ref().is_some_and(|v| !v.is_empty());
+        if !kept {
+            return;
+        }
+        let alive: std::collections::HashSet<String> = self
+            .connections
+            .scan(None, |_, _, entry, _| entry.uid())
+            .into_iter()
+            .collect();
         let before = self.memos.len();
         self.memos.retain(|uid| alive.contains(uid));
         self.echoes.retain(|uid| alive.contains(uid));

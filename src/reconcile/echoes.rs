@@ -62,6 +62,11 @@ impl Echoes {
         fingerprint(vc) == expected
     }
 
+    /// Whether no write's echo is awaited.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Forgets the connections `alive` says are gone (an echo that never came).
     pub fn retain(&self, alive: impl Fn(&str) -> bool) {
         self.lock().retain(|uid, _| alive(uid));

@@ -89,9 +89,16 @@ pub struct ReadTurn<'a> {
 
 impl Drop for ReadTurn<'_> {
     fn drop(&mut self) {
-        let mut reading = self.evidence.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reading = self
+            .evidence
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         // Held by the map and this turn only: nobody waits, so the entry goes.
-        if reading.get(&self.key).is_some_and(|l| Arc::strong_count(l) == 2) {
+        if reading
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 2)
+        {
             reading.remove(&self.key);
         }
     }
@@ -322,14 +329,25 @@ mod tests {
         let e = Evidence::default();
         let data = |v: &str| SecretData::from([("token".to_owned(), v.as_bytes().to_vec())]);
         let d1 = e.data_digest(&data("ops_1"));
-        assert_eq!(d1, e.data_digest(&data("ops_1")), "equal data, equal digests");
+        assert_eq!(
+            d1,
+            e.data_digest(&data("ops_1")),
+            "equal data, equal digests"
+        );
         assert_ne!(d1, e.data_digest(&data("ops_2")));
         let split = SecretData::from([
             ("a".to_owned(), b"bc".to_vec()),
             ("d".to_owned(), Vec::new()),
         ]);
-        let joined = SecretData::from([("a".to_owned(), b"b".to_vec()), ("cd".to_owned(), Vec::new())]);
-        assert_ne!(e.data_digest(&split), e.data_digest(&joined), "lengths keep maps apart");
+        let joined = SecretData::from([
+            ("a".to_owned(), b"b".to_vec()),
+            ("cd".to_owned(), Vec::new()),
+        ]);
+        assert_ne!(
+            e.data_digest(&split),
+            e.data_digest(&joined),
+            "lengths keep maps apart"
+        );
         assert_ne!(
             e.data_digest(&data("ops_1")),
             Evidence::default().data_digest(&data("ops_1")),
@@ -346,7 +364,11 @@ mod tests {
         assert_eq!(e.read_of("team-a", "creds", "8"), None, "another version");
         assert_eq!(e.read_of("team-b", "creds", "7"), None, "another namespace");
         e.forget_reads_older_than(Duration::from_secs(60));
-        assert_eq!(e.read_of("team-a", "creds", "7"), Some(d1), "young reads stay");
+        assert_eq!(
+            e.read_of("team-a", "creds", "7"),
+            Some(d1),
+            "young reads stay"
+        );
         e.forget_reads_older_than(Duration::ZERO);
         assert_eq!(e.read_of("team-a", "creds", "7"), None, "old reads go");
     }
@@ -364,12 +386,22 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the second reader waits for the first");
+        assert!(
+            !waiting.is_finished(),
+            "the second reader waits for the first"
+        );
         let digest = e.data_digest(&SecretData::new());
         e.read("team-a", "creds", "7", digest);
         drop(first);
-        assert_eq!(waiting.await.expect("the waiter"), Some(digest), "and finds its read");
+        assert_eq!(
+            waiting.await.expect("the waiter"),
+            Some(digest),
+            "and finds its read"
+        );
         drop(other);
-        assert!(e.reading.lock().expect("lock").is_empty(), "no turn is kept");
+        assert!(
+            e.reading.lock().expect("lock").is_empty(),
+            "no turn is kept"
+        );
     }
 }

@@ -19,27 +19,21 @@ use crate::reason::{Reason, Stage};
 use crate::status::{self, Change, Failure, Outcome};
 use crate::verify::step::Checked;
 
-/// Reconciles one VaultConnection: the entry point the controller calls once the work queue has
-/// given it a worker in its namespace's turn ([`super::queue`]). It runs with the namespace as
-/// the tenant of its SSM calls (see [`crate::fair`]), and frees the worker when it ends; when to
-/// look again is asked of the queue (the controller is told to wait for a change).
-pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = vc.name_any();
-    let Some(ns) = vc.namespace() else {
-        ctx.queue.done("", &name);
-        return Err(Error::NoNamespace);
-    };
+/// Reconciles one VaultConnection: what a worker runs once the work queue has handed it the
+/// connection in its namespace's turn ([`super::workers`]). It runs with the namespace as the
+/// tenant of its SSM calls (see [`crate::fair`]); when to look again, if not at the next change,
+/// is asked of the queue.
+pub async fn reconcile(vc: Arc<VaultConnection>, ctx: Arc<Context>) -> Result<(), Error> {
+    let ns = vc.namespace().ok_or(Error::NoNamespace)?;
     let tenant: Arc<str> = Arc::from(ns.as_str());
-    let result = fair::as_tenant(tenant, reconcile_now(vc, ctx.clone(), ns.clone())).await;
-    ctx.queue.done(&ns, &name);
-    result
+    fair::as_tenant(tenant, reconcile_now(vc, ctx, ns)).await
 }
 
 async fn reconcile_now(
     vc: Arc<VaultConnection>,
     ctx: Arc<Context>,
     ns: String,
-) -> Result<Action, Error> {
+) -> Result<(), Error> {
     let start = Instant::now();
     let name = vc.name_any();
     let api: Api<VaultConnection> = Api::namespaced(ctx.client.clone(), &ns);
@@ -61,13 +55,13 @@ async fn reconcile_now(
         // Soon, from the cache the newer object will have reached (its event may be the echo
         // of our own status write, which wakes nobody).
         ctx.queue.push_after(&ns, &name, Duration::from_secs(1));
-        return Ok(Action::await_change());
+        return Ok(());
     }
     if let Err(e) = &result {
         ctx.metrics
             .reconciled(e.metric_label(), true, start.elapsed());
     }
-    result
+    result.map(drop)
 }
 
 /// Whether the finalizer patch was refused because the cached object is older than the one
@@ -84,7 +78,7 @@ fn stale_cache(e: &kube::runtime::finalizer::Error<Error>) -> bool {
 }
 
 /// Retries a failed reconcile with jittered exponential backoff (through the work queue).
-pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(vc: &VaultConnection, error: &Error, ctx: &Context) {
     let n = ctx.failed(&vc.uid().unwrap_or_default());
     let (ns, name) = (vc.namespace().unwrap_or_default(), vc.name_any());
     tracing::warn!(
@@ -96,7 +90,6 @@ pub fn error_policy(vc: Arc<VaultConnection>, error: &Error, ctx: Arc<Context>) 
     );
     let retry = backoff::jittered(n, Duration::from_secs(1), Duration::from_secs(300));
     ctx.queue.push_after(&ns, &name, retry);
-    Action::await_change()
 }
 
 /// One reconcile of a live connection: the pipeline, then the report.

@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
+use super::compact::{Common, Compact};
 use super::context::Context;
 use crate::api::VaultConnection;
 use crate::ssm::{Meta, SsmError, VERSIONS_PER_CALL};
-use crate::status::ready_condition;
 
 /// A parameter the sweep compares: its connection and what status records of the last write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,20 +59,19 @@ impl Found {
     }
 }
 
-/// The parameter a connection's status says it synced, if the connection is Ready and alive.
-pub fn due(vc: &VaultConnection) -> Option<Due> {
-    if vc.metadata.deletion_timestamp.is_some()
-        || ready_condition(vc).is_none_or(|c| c.status != "True")
-    {
+/// The parameter the status of connection `name` in `ns` (cached as `entry`) says it synced,
+/// if the connection is Ready and alive.
+pub fn due(ns: &str, name: &str, entry: &Compact, common: &Common) -> Option<Due> {
+    if entry.deleting() || !entry.readiness()?.ready {
         return None;
     }
-    let p = vc.status.as_ref()?.parameter.as_ref()?;
+    let p = entry.parameter(ns, name, common)?;
     Some(Due {
-        connection: ObjectRef::from_obj(vc),
-        parameter: p.name.clone(),
+        connection: ObjectRef::new(name).within(ns),
+        parameter: p.name,
         recorded: Meta {
             version: p.version,
-            modified: p.last_modified.clone(),
+            modified: p.last_modified,
         },
     })
 }
@@ -110,7 +108,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// One sweep over every Ready connection in the cache, its calls spread over `within` (or as
 /// fast as the read budget allows with `None`).
 async fn sweep(ctx: &Context, within: Option<Duration>) {
-    let listed: Vec<Due> = ctx.store.state().iter().filter_map(|vc| due(vc)).collect();
+    let listed: Vec<Due> = ctx.connections.scan(None, due);
     let batches = listed.len().div_ceil(VERSIONS_PER_CALL);
     // Nine tenths of the interval, so one sweep ends before the next begins.
     let gap = within.map_or(Duration::ZERO, |w| {
@@ -134,20 +132,28 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
         for d in batch {
             // Compare with this process's own write when it made one, else with the freshest
             // status (a rotation may have landed since the listing).
-            let cached = ctx.store.get(&d.connection);
+            let (ns, name) = (
+                d.connection.namespace.as_deref().unwrap_or_default(),
+                &d.connection.name,
+            );
+            let cached = ctx.connections.with(ns, name, |entry, common| {
+                (
+                    due(ns, name, entry, common),
+                    entry.uid().unwrap_or_default(),
+                )
+            });
             let expected = ctx.evidence.meta(&d.parameter).unwrap_or_else(|| {
                 cached
-                    .as_deref()
-                    .and_then(due)
+                    .as_ref()
+                    .and_then(|(now, _)| now.as_ref())
                     .filter(|now| now.parameter == d.parameter)
-                    .map_or_else(|| d.recorded.clone(), |now| now.recorded)
+                    .map_or_else(|| d.recorded.clone(), |now| now.recorded.clone())
             });
             let seen = held.get(&d.parameter);
             let found = compare(&expected, seen);
             ctx.metrics.drift_checked(found.as_str());
             *counts.entry(found.as_str()).or_default() += 1;
-            let Some(vc) = cached else { continue };
-            let uid = vc.uid().unwrap_or_default();
+            let Some((_, uid)) = cached else { continue };
             match found {
                 Found::Unchanged => continue,
                 Found::Unrecorded => {
@@ -234,6 +240,8 @@ mod tests {
         .unwrap();
         let mut vc = VaultConnection::new("db", spec);
         vc.metadata.namespace = Some("team".into());
+        let common = Common::default();
+        let due = |vc: &VaultConnection| due("team", "db", &Compact::new(vc, &common), &common);
         assert_eq!(due(&vc), None, "no status");
         let condition = |status: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
             type_: "Ready".into(),

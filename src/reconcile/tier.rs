@@ -14,15 +14,16 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::OwnedMutexGuard;
 
 use super::admissions::{Full, Recent, SETTLE};
+use super::connections::Connections;
 use super::context::Context;
 use crate::api::{TIER_LABEL, VaultConnection};
 use crate::ownership::NAMESPACE_UID_TAG;
 use crate::reason::Reason;
-use crate::status::{Failure, Outcome, ready_reason};
+use crate::status::{Failure, Outcome};
 use crate::tiers::{Applied, admits};
 
 /// A connection's place under its namespace's tier.
@@ -100,7 +101,7 @@ pub async fn place(
     }
     // What the cache holds now, before the listing: a change that reaches the cache after this
     // point may postdate the listing, and lists again.
-    let cached = versions_in(&ctx.store, ns);
+    let cached = versions_in(&ctx.connections, ns);
     let path = parameter.rsplit_once('/').map_or("", |(p, _)| p);
     let mut held = ctx
         .ssm
@@ -130,19 +131,12 @@ pub async fn place(
     Err(refusal(ns, &applied, limit))
 }
 
-/// The resourceVersion of each connection of `ns` in `store`, by uid.
-fn versions_in(store: &Store<VaultConnection>, ns: &str) -> HashMap<String, String> {
-    store
-        .state()
-        .iter()
-        .filter(|vc| vc.metadata.namespace.as_deref() == Some(ns))
-        .filter_map(|vc| {
-            Some((
-                vc.metadata.uid.clone()?,
-                vc.metadata.resource_version.clone()?,
-            ))
-        })
-        .collect()
+/// The resourceVersion of each connection of `ns` in the cache, by uid.
+fn versions_in(connections: &Connections, ns: &str) -> HashMap<String, String> {
+    let versions = connections.scan(Some(ns), |_, _, entry, _| {
+        Some((entry.uid()?, entry.resource_version()?))
+    });
+    versions.into_iter().collect()
 }
 
 /// The refusal of a connection in `ns`, which holds `limit` parameters under tier `applied`.
@@ -189,17 +183,13 @@ pub async fn slot_freed(ctx: &Context, ns: &str, namespace_uid: &str, parameter:
 /// never checked on a timer: they wait for this, or for a change of their own, of their Secret
 /// or of their namespace's tier label.
 pub fn next_refused(ctx: &Context, ns: &str, admitted: Option<&str>) {
-    let state = ctx.store.state();
-    let oldest = state
-        .iter()
-        .filter(|vc| {
-            vc.namespace().as_deref() == Some(ns)
-                && vc.metadata.deletion_timestamp.is_none()
-                && (admitted.is_none() || vc.metadata.uid.as_deref() != admitted)
-                && ready_reason(vc) == Some(Reason::TierLimitExceeded.as_str())
-        })
-        .min_by_key(|vc| (vc.metadata.creation_timestamp.clone(), vc.name_any()));
-    if let Some(vc) = oldest {
-        ctx.queue.push(ns, &vc.name_any());
+    let refused = ctx.connections.scan(Some(ns), |_, name, entry, _| {
+        let waiting = !entry.deleting()
+            && (admitted.is_none() || entry.uid().as_deref() != admitted)
+            && entry.readiness()?.reason == Reason::TierLimitExceeded.as_str();
+        waiting.then(|| (entry.created().cloned(), name.to_owned()))
+    });
+    if let Some((_, name)) = refused.into_iter().min() {
+        ctx.queue.push(ns, &name);
     }
 }

@@ -153,6 +153,11 @@ impl Ledger {
     pub fn retain(&self, alive: impl Fn(&str) -> bool) {
         self.entries().retain(|uid, _| alive(uid));
     }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,11 @@ impl Verification {
     pub fn retain(&self, alive: impl Fn(&str) -> bool) {
         self.ledger.retain(alive);
     }
+
+    /// Whether it knows nothing of any connection.
+    pub fn is_empty(&self) -> bool {
+        self.ledger.is_empty()
+    }
 }
 
 /// The `Verified` condition for `verdict` on an object at `generation`, keeping the transition

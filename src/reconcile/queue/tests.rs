@@ -100,7 +100,11 @@ async fn a_delayed_request_waits_and_the_sooner_of_two_wins() {
     settle().await;
     tokio::time::advance(Duration::from_secs(6)).await;
     settle().await;
-    assert_eq!(next(&q, None).await.as_deref(), Some("ns/x"), "the sooner one");
+    assert_eq!(
+        next(&q, None).await.as_deref(),
+        Some("ns/x"),
+        "the sooner one"
+    );
     q.done("ns", "x");
     tokio::time::advance(Duration::from_secs(30)).await;
     settle().await;
