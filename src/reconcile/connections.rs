@@ -202,6 +202,15 @@ impl Connections {
         found
     }
 
+    /// The namespace and name of every cached connection (shared with the cache, not copied).
+    pub fn keys(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let inner = self.read();
+        let parts = inner.parts.iter();
+        let keys =
+            parts.flat_map(|(ns, part)| part.entries.keys().map(|n| (ns.clone(), n.clone())));
+        keys.collect()
+    }
+
     /// How many connections are cached.
     pub fn len(&self) -> usize {
         self.read().parts.values().map(|p| p.entries.len()).sum()

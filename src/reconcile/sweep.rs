@@ -108,15 +108,34 @@ pub async fn run(ctx: Arc<Context>) {
 /// One sweep over every Ready connection in the cache, its calls spread over `within` (or as
 /// fast as the read budget allows with `None`).
 async fn sweep(ctx: &Context, within: Option<Duration>) {
-    let listed: Vec<Due> = ctx.connections.scan(None, due);
-    let batches = listed.len().div_ceil(VERSIONS_PER_CALL);
+    // The names of every cached connection (shared with the cache, not copied), each made a
+    // `Due` only when its batch comes: a sweep of a large fleet holds one batch of records at a
+    // time, not one per connection.
+    let listed = ctx.connections.keys();
+    let due_now = |(ns, name): &(Arc<str>, Arc<str>)| {
+        let found = ctx
+            .connections
+            .with(ns, name, |entry, common| due(ns, name, entry, common));
+        found.flatten()
+    };
+    let ready = ctx.connections.scan(None, |ns, name, entry, common| {
+        due(ns, name, entry, common).map(drop)
+    });
+    let batches = ready.len().div_ceil(VERSIONS_PER_CALL);
     // Nine tenths of the interval, so one sweep ends before the next begins.
     let gap = within.map_or(Duration::ZERO, |w| {
         w.mul_f64(0.9) / u32::try_from(batches.max(1)).unwrap_or(u32::MAX)
     });
     let started = Instant::now();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for batch in listed.chunks(VERSIONS_PER_CALL) {
+    let mut pending = listed.iter().filter_map(due_now);
+    let mut checked = 0;
+    loop {
+        let batch: Vec<Due> = pending.by_ref().take(VERSIONS_PER_CALL).collect();
+        if batch.is_empty() {
+            break;
+        }
+        checked += batch.len();
         let names: Vec<String> = batch.iter().map(|d| d.parameter.clone()).collect();
         let held = match ctx.ssm.metadata(&names).await {
             Ok(v) => v,
@@ -129,7 +148,7 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
                 continue;
             }
         };
-        for d in batch {
+        for d in &batch {
             // Compare with this process's own write when it made one, else with the freshest
             // status (a rotation may have landed since the listing).
             let (ns, name) = (
@@ -178,8 +197,8 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
         tokio::time::sleep(gap).await;
     }
     tracing::debug!(
-        connections = listed.len(),
-        calls = batches,
+        connections = checked,
+        calls = checked.div_ceil(VERSIONS_PER_CALL),
         took_ms = started.elapsed().as_millis() as u64,
         ?counts,
         "drift sweep done"

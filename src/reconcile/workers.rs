@@ -68,7 +68,8 @@ pub async fn run(
 
 /// One reconcile, holding its worker.
 async fn one(vc: Arc<VaultConnection>, ctx: Arc<Context>, worker: Worker) {
-    let span = tracing::info_span!("reconcile", namespace = worker.ns, name = worker.name);
+    let connection = format!("{}/{}", worker.ns, worker.name);
+    let span = tracing::info_span!("reconcile", connection);
     if let Err(e) = reconcile(vc.clone(), ctx.clone()).instrument(span).await {
         error_policy(&vc, &e, &ctx);
     }
