@@ -106,6 +106,8 @@ struct Inner {
     connections: Family<ConditionLabels, Gauge>,
     leader: Gauge,
     deletions_held: Gauge,
+    queue_waiting: Gauge,
+    reconciles_running: Gauge,
     ready: AtomicBool,
 }
 
@@ -191,6 +193,19 @@ impl Metrics {
              than --max-deletions per --deletion-window allows",
             deletions_held.clone(),
         );
+        let queue_waiting = Gauge::default();
+        registry.register(
+            "queue_waiting",
+            "Connections waiting in the work queue for a worker (a burst shows here, not as \
+             reconciles held in memory)",
+            queue_waiting.clone(),
+        );
+        let reconciles_running = Gauge::default();
+        registry.register(
+            "reconciles_running",
+            "Reconciles running now (at most --concurrency)",
+            reconciles_running.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -205,6 +220,8 @@ impl Metrics {
                 connections,
                 leader,
                 deletions_held,
+                queue_waiting,
+                reconciles_running,
                 ready: AtomicBool::new(false),
             }),
         }
@@ -293,6 +310,13 @@ impl Metrics {
         self.inner
             .deletions_held
             .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// Sets how many connections wait in the work queue and how many reconciles run.
+    pub fn set_queue(&self, waiting: usize, running: usize) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.inner.queue_waiting.set(count(waiting));
+        self.inner.reconciles_running.set(count(running));
     }
 
     /// Marks the operator ready (caches synced, leadership settled) or not.

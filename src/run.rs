@@ -47,11 +47,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let ssm = ssm_client(&args, metrics.clone()).await?;
     let stores: Arc<Mutex<Vec<Connections>>> = Arc::default();
+    let queue = Queue::new(usize::from(args.concurrency));
     // Liveness answers from the start, also while the API server cannot be reached.
     let server = tokio::spawn(
         metrics
             .clone()
-            .serve(args.metrics_addr, count_connections(&stores, &metrics)),
+            .serve(args.metrics_addr, before_scrape(&stores, &queue, &metrics)),
     );
     let shutdown = shutdown_signal().shared();
     let Some(cluster_id) = until_cluster_id(&client, &args, shutdown.clone()).await else {
@@ -115,7 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ssm,
         settings,
         metrics: metrics.clone(),
-        queue: Queue::new(usize::from(args.concurrency)),
+        queue,
         verification,
         deletions: Arc::new(Budget::new(args.max_deletions, args.deletion_window)),
     };
@@ -264,13 +265,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Before each scrape: the connections gauge from the caches, by Ready status and reason.
-fn count_connections(
+/// Before each scrape: the work queue's gauges, and the connections gauge from the caches by Ready
+/// status and reason.
+fn before_scrape(
     stores: &Arc<Mutex<Vec<Connections>>>,
+    queue: &Queue,
     metrics: &Metrics,
 ) -> Arc<dyn Fn() + Send + Sync> {
-    let (stores, metrics) = (stores.clone(), metrics.clone());
+    let (stores, queue, metrics) = (stores.clone(), queue.clone(), metrics.clone());
     Arc::new(move || {
+        metrics.set_queue(queue.waiting(), queue.running());
         // Counted in place: a scrape allocates per distinct pair (a few), not per connection.
         let mut counts: Vec<((String, String), i64)> = Vec::new();
         for cache in lock(&stores).iter() {

@@ -36,6 +36,9 @@ async fn metrics_report_reconciles_ssm_calls_and_connections_by_condition() {
         r#"vault_connection_operator_reconciles_total{reason="SecretNotFound"}"#,
         "vault_connection_operator_reconcile_duration_seconds_bucket{le=",
         "# HELP vault_connection_operator_ssm_calls SSM API calls by operation and outcome.",
+        // The work queue: nothing waits once both are decided.
+        "vault_connection_operator_queue_waiting 0",
+        "vault_connection_operator_reconciles_running ",
     ] {
         assert!(text.contains(family), "missing {family:?} in:\n{text}");
     }
