@@ -127,6 +127,9 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
         w.mul_f64(0.9) / u32::try_from(batches.max(1)).unwrap_or(u32::MAX)
     });
     let started = Instant::now();
+    // Batches keep a schedule (the k-th k × gap after the start), so the calls' own round trips
+    // do not stretch a sweep past its interval: a batch that is behind goes at once.
+    let mut next = tokio::time::Instant::now();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut pending = listed.iter().filter_map(due_now);
     let mut checked = 0;
@@ -194,7 +197,8 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
             }
             ctx.queue.push_ref(&d.connection);
         }
-        tokio::time::sleep(gap).await;
+        next += gap;
+        tokio::time::sleep_until(next).await;
     }
     tracing::debug!(
         connections = checked,
