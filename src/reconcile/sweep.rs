@@ -126,10 +126,10 @@ async fn sweep(ctx: &Context, within: Option<Duration>) {
     let gap = within.map_or(Duration::ZERO, |w| {
         w.mul_f64(0.9) / u32::try_from(batches.max(1)).unwrap_or(u32::MAX)
     });
-    let started = Instant::now();
     // Batches keep a schedule (the k-th k × gap after the start), so the calls' own round trips
     // do not stretch a sweep past its interval: a batch that is behind goes at once.
-    let mut next = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let mut next = started;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut pending = listed.iter().filter_map(due_now);
     let mut checked = 0;
